@@ -1,0 +1,1 @@
+"""Raw-data readers and synthetic cohort generators."""
