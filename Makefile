@@ -14,7 +14,7 @@ test: setup
 	$(VENV)/bin/python -m pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check omnifuse tests
-	$(VENV)/bin/ruff format --check omnifuse tests
+	$(VENV)/bin/ruff check omnifuse tests scripts
+	$(VENV)/bin/ruff format --check omnifuse tests scripts
 	$(VENV)/bin/snakefmt --check workflow
-	$(VENV)/bin/snakemake --lint
+	$(VENV)/bin/python scripts/lint_workflow.py

@@ -4,4 +4,5 @@ import sys
 
 from omnifuse.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # guarded: spawn-based worker pools re-import this module
+    sys.exit(main())

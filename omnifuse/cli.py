@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -24,14 +26,36 @@ import omnifuse
 log = logging.getLogger("omnifuse")
 
 
+def field_comments(cls: type) -> dict[str, str]:
+    """Help text of each dataclass field: its trailing ``# comment``, else the comment block above it
+    (a block applies to every field that follows it, up to the next block or blank line)."""
+    comments: dict[str, str] = {}
+    block: list[str] = []
+    in_block = False
+    for line in inspect.getsource(cls).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            block = [*block, stripped.lstrip("# ")] if in_block else [stripped.lstrip("# ")]
+            in_block = True
+            continue
+        in_block = False
+        match = re.match(r"(\w+)\s*:[^=]+=[^#]*(?:#\s*(.*))?$", stripped)
+        if match:
+            comments[match.group(1)] = match.group(2) or " ".join(block)
+        elif not stripped:
+            block = []
+    return comments
+
+
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
     """One ``--flag`` per field of the options dataclass ``cls``, typed and defaulted from it."""
+    helps = field_comments(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default
-        help_text = f"default: {default!r}"
+        help_text = helps.get(f.name) or " "
         if isinstance(default, bool):
             parser.add_argument(
                 flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text

@@ -31,8 +31,10 @@ def test_bad_definition_files_name_the_file_and_group(tmp_path):
     bad.write_text('"A":\n  use_in_benchmark: true\n')
     with pytest.raises(ValueError, match=r"defs.yaml.*'A'.*codes"):
         load_phenotypes(bad)
-    bad.write_text('"A":\n  use_in_benchmark: true\n  codes: ["1"]\n"B":\n  use_in_benchmark: true\n  codes: ["1"]\n')
+    bad.write_text(
+        '"A":\n  use_in_benchmark: true\n  codes: ["1"]\n"B":\n  use_in_benchmark: true\n  codes: ["1"]\n'
+    )
     with pytest.raises(ValueError, match="ICD-9 code 1 is listed in both 'A' and 'B'"):
         load_phenotypes(bad)
-    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.yaml"):
         load_phenotypes(tmp_path / "missing.yaml")

@@ -84,7 +84,10 @@ def test_every_table_has_the_real_columns_and_dtypes(tables, hospital):
         if col in DTYPES:
             assert dtype == DTYPES[col], col
     assert tuple(read(hospital[0] / "mimic-cxr-jpg" / CXR_SPLIT).columns) == CXR_SPLIT_COLUMNS
-    assert tables["patients" if "patients" in tables else "hosp/patients"].height == hospital[1]["counts"]["patients"]
+    assert (
+        tables["patients" if "patients" in tables else "hosp/patients"].height
+        == hospital[1]["counts"]["patients"]
+    )
 
 
 def test_stays_sit_inside_their_admissions_and_deaths_are_consistent(tables):
@@ -97,8 +100,12 @@ def test_stays_sit_inside_their_admissions_and_deaths_are_consistent(tables):
     assert st["stay_id"].n_unique() == st.height and adm["hadm_id"].n_unique() == adm.height
     joined = st.join(adm, on=["subject_id", "hadm_id"], how="left", validate="m:1")
     assert joined["admittime"].null_count() == 0
-    assert (joined["intime"] >= joined["admittime"]).all() and (joined["outtime"] <= joined["dischtime"]).all()
-    assert ((joined["outtime"] - joined["intime"]).dt.total_seconds() / 86400 - joined["los"]).abs().max() < 1e-6
+    assert (joined["intime"] >= joined["admittime"]).all() and (
+        joined["outtime"] <= joined["dischtime"]
+    ).all()
+    assert (
+        (joined["outtime"] - joined["intime"]).dt.total_seconds() / 86400 - joined["los"]
+    ).abs().max() < 1e-6
     # deathtime <-> flag <-> discharge location <-> dod, and nothing after a death
     died = adm["hospital_expire_flag"] == 1
     assert (died == adm["deathtime"].is_not_null()).all()
@@ -115,7 +122,9 @@ def test_stays_sit_inside_their_admissions_and_deaths_are_consistent(tables):
     # labs without hadm_id are outpatient labs, outside every admission of the subject
     lab = tables["hosp/labevents"].with_columns(pl.col("charttime").str.to_datetime())
     out = lab.filter(pl.col("hadm_id").is_null()).join(adm, on="subject_id")
-    inside = out.filter((pl.col("charttime") >= pl.col("admittime")) & (pl.col("charttime") <= pl.col("dischtime")))
+    inside = out.filter(
+        (pl.col("charttime") >= pl.col("admittime")) & (pl.col("charttime") <= pl.col("dischtime"))
+    )
     assert inside.height == 0
     assert lab["labevent_id"].n_unique() == lab.height
 
@@ -124,8 +133,15 @@ def test_items_units_and_text_values_follow_mimic_iv(tables):
     ce = tables["icu/chartevents"]
     d_items = tables["icu/d_items"]
     assert ce.join(d_items, on="itemid", how="anti").height == 0
-    units = dict(ce.filter(pl.col("valuenum").is_not_null()).group_by("itemid").agg(pl.col("valueuom").first()).iter_rows())
-    assert units[223761] == "°F" and units[223762] == "°C" and units[226531] == "lbs" and units[226707] == "Inch"
+    units = dict(
+        ce.filter(pl.col("valuenum").is_not_null())
+        .group_by("itemid")
+        .agg(pl.col("valueuom").first())
+        .iter_rows()
+    )
+    assert (
+        units[223761] == "°F" and units[223762] == "°C" and units[226531] == "lbs" and units[226707] == "Inch"
+    )
     gcs_eye = set(ce.filter(pl.col("itemid") == 220739)["value"].unique())
     assert gcs_eye <= {"Spontaneously", "To Speech", "To Pain", "None"} and gcs_eye
     refill = ce.filter(pl.col("itemid").is_in([223951, 224308]))
@@ -164,12 +180,22 @@ def test_cxr_files_metadata_and_reports_agree(hospital):
     assert set(meta["ViewPosition"].unique()) <= {"AP", "PA", "LATERAL"}
     for row in meta.iter_rows(named=True):
         sid = str(row["subject_id"])
-        path = root / "mimic-cxr-jpg" / "files" / f"p{sid[:2]}" / f"p{sid}" / f"s{row['study_id']}" / f"{row['dicom_id']}.jpg"
+        path = (
+            root
+            / "mimic-cxr-jpg"
+            / "files"
+            / f"p{sid[:2]}"
+            / f"p{sid}"
+            / f"s{row['study_id']}"
+            / f"{row['dicom_id']}.jpg"
+        )
         with Image.open(path) as img:
             assert img.size == (row["Columns"], row["Rows"]) and img.mode == "L"
         assert (root / "mimic-cxr-reports" / cxr_report_path(row["subject_id"], row["study_id"])).is_file()
     # StudyDate + zero-padded StudyTime parse to real times
-    stamp = (meta["StudyDate"].cast(pl.String) + meta["StudyTime"].cast(pl.String).str.split(".").list.first().str.zfill(6))
+    stamp = meta["StudyDate"].cast(pl.String) + meta["StudyTime"].cast(pl.String).str.split(
+        "."
+    ).list.first().str.zfill(6)
     parsed = stamp.str.strptime(pl.Datetime, "%Y%m%d%H%M%S", strict=True)
     assert parsed.null_count() == 0
     split = read(root / "mimic-cxr-jpg" / CXR_SPLIT)
@@ -227,7 +253,19 @@ def test_demo_size_signal_prevalence_and_exclusions(tmp_path):
 
 def test_cli_writes_and_refuses_to_clobber(tmp_path, caplog):
     out = tmp_path / "cli"
-    args = ["synth", "mimic", "--out", str(out), "--n-stays", "12", "--seed", "3", "--no-with-cxr", "--workers", "1"]
+    args = [
+        "synth",
+        "mimic",
+        "--out",
+        str(out),
+        "--n-stays",
+        "12",
+        "--seed",
+        "3",
+        "--no-with-cxr",
+        "--workers",
+        "1",
+    ]
     assert main(args) == 0
     assert (out / "mimic-iv" / "icu" / "icustays.csv.gz").is_file()
     assert main(args) == 2  # exists, no --overwrite
@@ -241,11 +279,9 @@ def test_cli_writes_and_refuses_to_clobber(tmp_path, caplog):
     ("field", "value"),
     [("n_stays", 0), ("layout", "v3"), ("cxr_availability", 1.2), ("ehr_signal", -1.0), ("image_columns", 8)],
 )
-def test_invalid_options_name_the_option(field, value, tmp_path):
-    cfg = dataclasses.replace(SMALL, **{field: value})
+def test_invalid_options_name_the_option(field, value):
     with pytest.raises(ValueError, match=field):
-        generate_mimic(tmp_path / "bad", cfg)
-    assert not (tmp_path / "bad").exists()
+        dataclasses.replace(SMALL, **{field: value})
 
 
 def test_ground_truth_matches_tables(hospital, tables):

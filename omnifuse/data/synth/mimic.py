@@ -17,7 +17,7 @@ import json
 import logging
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,7 @@ class MimicSynthConfig:
     """Options of the synthetic hospital (each is a CLI flag and a config key)."""
 
     n_stays: int = 2000  # ICU stays written (before any cohort exclusion)
-    seed: int = 0
+    seed: int = 0  # random seed: same options and seed give byte-identical files
     layout: str = "v2"  # "v2": MIMIC-IV 2.x (hosp/, race); "v1": MIMIC-IV 1.0 (core/, ethnicity)
     mortality: float = 0.12  # in-hospital mortality of ICU admissions
     ehr_signal: float = 1.0  # how strongly vitals/labs follow the latent state (0 = not at all)
@@ -73,9 +73,11 @@ class MimicSynthConfig:
     with_cxr: bool = True  # write MIMIC-CXR-JPG and reports (False: MIMIC-IV tables only)
     phenotypes: str = ""  # phenotype definition YAML; "" = the demo definitions
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if self.n_stays < 1:
             raise ValueError(f"n_stays must be >= 1, got {self.n_stays}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         for name in (
@@ -102,10 +104,6 @@ class MimicSynthConfig:
             raise ValueError(f"image_columns must be in [64, 4096], got {self.image_columns}")
 
 
-def config_fields() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(MimicSynthConfig))
-
-
 def generate_mimic(
     out: str | Path,
     cfg: MimicSynthConfig,
@@ -115,7 +113,6 @@ def generate_mimic(
     progress: bool = False,
 ) -> dict:
     """Write the synthetic hospital under ``out`` (atomically); return the summary (synth_info.json)."""
-    cfg.validate()
     groups = load_phenotypes(cfg.phenotypes or None)
     pop = build_population(
         PopulationOptions(

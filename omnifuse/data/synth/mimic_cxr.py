@@ -253,7 +253,7 @@ def build_studies(
             cols = opts.image_columns
             rows = round(cols * VIEW_ROWS_RATIO[view])
             degraded = rng.random() < opts.artifact_rate
-            artifact = float(rng.uniform(0.75, 1.0) if degraded else rng.uniform(0.0, 0.15))
+            artifact = float(rng.uniform(0.55, 0.9) if degraded else rng.uniform(0.0, 0.15))
             path = cxr_image_path(subject, study_id, did)
             tasks.append(ImageTask(path, (study_id, did), findings, view, rows, cols, artifact))
             for key, value in (

@@ -1,0 +1,138 @@
+"""The Snakemake workflow: config schema, dry runs and a tiny real run in a temporary directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from omnifuse.data.synth.lung import LungSynthConfig
+from omnifuse.data.synth.mimic import MimicSynthConfig
+from tests.conftest import REPO
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+TINY = {
+    "synthetic": {
+        "mimic": {"options": {"n_stays": 30, "seed": 1, "image_columns": 64}},
+        "lung": {
+            "options": {
+                "n_patients": 4,
+                "ct_shape": [32, 32, 16],
+                "ct_spacing": [7.0, 7.0, 10.0],
+                "pet_shape": [16, 16, 8],
+                "pet_spacing": [14.0, 14.0, 20.0],
+            }
+        },
+    }
+}
+
+
+def snakemake(workdir, *args, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(workdir),
+           "--cores", "2", *args]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def planned_jobs(proc) -> dict[str, int]:
+    """Job counts from a dry run's 'Job stats' table."""
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1].split("total", 1)[0]
+    counts = {}
+    for line in table.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def write_config(workdir, config):
+    (workdir / "config").mkdir(parents=True, exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.mark.parametrize(("section", "cls"), [("mimic", MimicSynthConfig), ("lung", LungSynthConfig)])
+def test_schema_defaults_are_the_generator_defaults(section, cls):
+    schema = yaml.safe_load(SCHEMA.read_text())
+    props = schema["properties"]["synthetic"]["properties"][section]["properties"]["options"]["properties"]
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    assert set(props) == set(defaults)
+    for name, value in defaults.items():
+        expected = list(value) if isinstance(value, tuple) else value
+        assert props[name]["default"] == expected, name
+
+
+def test_demo_config_validates_and_unknown_keys_are_rejected():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    validate(config, str(SCHEMA))
+    assert config["synthetic"]["mimic"]["options"]["layout"] == "v2"  # default filled in
+    with pytest.raises(Exception, match="n_stay"):
+        validate({"synthetic": {"mimic": {"options": {"n_stay": 10}}}}, str(SCHEMA))
+    with pytest.raises(Exception, match="mortality"):
+        validate({"synthetic": {"mimic": {"options": {"mortality": 2}}}}, str(SCHEMA))
+
+
+def test_dry_run_from_the_repository_root():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_tiny_run_builds_the_targets_and_reruns_only_what_changed(tmp_path):
+    write_config(tmp_path, TINY)
+    planned = planned_jobs(snakemake(tmp_path, "-n"))
+    assert planned == {"synth_mimic": 1, "synth_lung": 1, "all": 1}
+    snakemake(tmp_path)
+    mimic = tmp_path / "resources" / "synthetic" / "mimic"
+    lung = tmp_path / "resources" / "synthetic" / "lung"
+    assert (mimic / "mimic-iv" / "icu" / "chartevents.csv.gz").is_file()
+    assert (mimic / "mimic-cxr-jpg" / "mimic-cxr-2.0.0-metadata.csv.gz").is_file()
+    assert (lung / "manifest.csv").is_file()
+    for name in ("mimic", "lung"):
+        assert (tmp_path / "logs" / "synth" / f"{name}.log").is_file()
+        assert (tmp_path / "benchmarks" / "synth" / f"{name}.tsv").is_file()
+    assert planned_jobs(snakemake(tmp_path, "-n")) == {}
+    # changing one generator's option reruns that generator only
+    changed = yaml.safe_load(yaml.safe_dump(TINY))
+    changed["synthetic"]["mimic"]["options"]["mortality"] = 0.2
+    write_config(tmp_path, changed)
+    assert planned_jobs(snakemake(tmp_path, "-n")) == {"synth_mimic": 1, "all": 1}
+
+
+def _leaf_keys(schema: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for name, sub in schema.get("properties", {}).items():
+        dotted = f"{prefix}{name}"
+        keys.extend(_leaf_keys(sub, f"{dotted}.") if sub.get("properties") else [dotted])
+    return keys
+
+
+def test_every_config_key_is_documented():
+    documented = (REPO / "config" / "README.md").read_text()
+    keys = _leaf_keys(yaml.safe_load(SCHEMA.read_text()))
+    assert keys
+    missing = [k for k in keys if f"`{k}`" not in documented]
+    assert not missing, missing
+
+
+def test_lint_and_formatting_are_clean():
+    """`make lint` in test form: ruff, snakefmt and snakemake --lint (one documented exception)."""
+    for cmd in (
+        [sys.executable, "-m", "ruff", "check", "omnifuse", "tests", "scripts"],
+        [sys.executable, "-m", "ruff", "format", "--check", "omnifuse", "tests", "scripts"],
+        [sys.executable, "-m", "snakefmt", "--check", "workflow"],
+        [sys.executable, "scripts/lint_workflow.py"],
+    ):
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{' '.join(cmd[2:])}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
