@@ -1,7 +1,7 @@
 """The ``omnifuse`` command.
 
 Sub-commands map one-to-one onto package functions so that everything the workflow does can also be
-run (and debugged) by hand::
+run (and debugged) by hand; ``omnifuse --help`` lists them, e.g.::
 
     omnifuse synth mimic --out resources/synthetic/mimic --n-stays 2000 --seed 0
     omnifuse synth lung  --out resources/synthetic/lung --n-patients 300 --seed 0
@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import inspect
-import json
 import logging
 import os
 import re
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,7 +77,7 @@ def dataclass_from_args(cls: type, args: argparse.Namespace) -> Any:
     return cls(**values)
 
 
-def _setup_logging(verbose: bool) -> None:
+def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -86,74 +85,29 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-def _default_workers() -> int:
+# Each module adds its sub-commands with ``register(subparsers)``; keep one module per stage.
+COMMAND_MODULES = ("omnifuse.data.synth.commands",)
+
+
+def default_workers() -> int:
+    """CPU cores available to this process (capped at 8)."""
     return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1, 8))
 
 
-def _cmd_synth_mimic(args: argparse.Namespace) -> int:
-    from omnifuse.data.synth.mimic import MimicSynthConfig, generate_mimic
-
-    cfg = dataclass_from_args(MimicSynthConfig, args)
-    log.info(
-        "writing a synthetic MIMIC hospital (%d ICU stays, seed %d) to %s", cfg.n_stays, cfg.seed, args.out
-    )
-    t0 = time.perf_counter()
-    summary = generate_mimic(
-        args.out, cfg, overwrite=args.overwrite, workers=args.workers, progress=args.progress
-    )
-    log.info("done in %.1f s: %s", time.perf_counter() - t0, json.dumps(summary["counts"]))
-    return 0
-
-
-def _cmd_synth_lung(args: argparse.Namespace) -> int:
-    from omnifuse.data.synth.lung import LungSynthConfig, generate_lung
-
-    cfg = dataclass_from_args(LungSynthConfig, args)
-    log.info(
-        "writing a synthetic lung cohort (%d patients, seed %d) to %s", cfg.n_patients, cfg.seed, args.out
-    )
-    t0 = time.perf_counter()
-    summary = generate_lung(args.out, cfg, overwrite=args.overwrite, workers=args.workers)
-    log.info("done in %.1f s: %d patients", time.perf_counter() - t0, cfg.n_patients)
-    log.debug("summary: %s", json.dumps(summary))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from omnifuse.data.synth.lung import LungSynthConfig
-    from omnifuse.data.synth.mimic import MimicSynthConfig
-
     parser = argparse.ArgumentParser(prog="omnifuse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"omnifuse {omnifuse.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    synth = commands.add_parser("synth", help="generate a synthetic cohort in real raw-data layouts")
-    kinds = synth.add_subparsers(dest="kind", required=True)
-    for name, cls, func, help_text in (
-        ("mimic", MimicSynthConfig, _cmd_synth_mimic, "ICU hospital: MIMIC-IV + MIMIC-CXR-JPG + reports"),
-        ("lung", LungSynthConfig, _cmd_synth_lung, "lung cancer subtyping: CT + PET + Chinese reports"),
-    ):
-        p = kinds.add_parser(name, help=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        p.add_argument("--out", required=True, help="output directory (created atomically)")
-        p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
-        p.add_argument("--workers", type=int, default=_default_workers(), help="processes for rendering")
-        if name == "mimic":
-            p.add_argument(
-                "--progress",
-                action=argparse.BooleanOptionalAction,
-                default=sys.stderr.isatty(),
-                help="progress bars",
-            )
-        add_dataclass_options(p, cls)
-        p.set_defaults(func=func)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     try:
         return int(args.func(args))
     except (ValueError, FileExistsError, FileNotFoundError) as exc:

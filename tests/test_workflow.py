@@ -14,7 +14,8 @@ from omnifuse.data.synth.lung import LungSynthConfig
 from omnifuse.data.synth.mimic import MimicSynthConfig
 from tests.conftest import REPO
 
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMAS = REPO / "workflow" / "schemas"
+SCHEMA = SCHEMAS / "config.schema.yaml"
 
 TINY = {
     "synthetic": {
@@ -64,8 +65,8 @@ def write_config(workdir, config):
 
 @pytest.mark.parametrize(("section", "cls"), [("mimic", MimicSynthConfig), ("lung", LungSynthConfig)])
 def test_schema_defaults_are_the_generator_defaults(section, cls):
-    schema = yaml.safe_load(SCHEMA.read_text())
-    props = schema["properties"]["synthetic"]["properties"][section]["properties"]["options"]["properties"]
+    schema = yaml.safe_load((SCHEMAS / "synthetic.schema.yaml").read_text())
+    props = schema["properties"][section]["properties"]["options"]["properties"]
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
     assert set(props) == set(defaults)
     for name, value in defaults.items():
@@ -73,14 +74,29 @@ def test_schema_defaults_are_the_generator_defaults(section, cls):
         assert props[name]["default"] == expected, name
 
 
-def test_demo_config_validates_and_unknown_keys_are_rejected():
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+def validate_config(config: dict) -> dict:
+    """What the Snakefile does: top level, each section, each dataset."""
     validate(config, str(SCHEMA))
+    for section in config:
+        if (SCHEMAS / f"{section}.schema.yaml").is_file():
+            validate(config[section], str(SCHEMAS / f"{section}.schema.yaml"))
+    for dataset in config["datasets"].values():
+        validate(dataset, str(SCHEMAS / "dataset.schema.yaml"))
+    return config
+
+
+def test_demo_config_validates_and_unknown_keys_are_rejected():
+    config = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     assert config["synthetic"]["mimic"]["options"]["layout"] == "v2"  # default filled in
+    assert config["datasets"]["mimic"]["enabled"] is True
     with pytest.raises(Exception, match="n_stay"):
-        validate({"synthetic": {"mimic": {"options": {"n_stay": 10}}}}, str(SCHEMA))
+        validate_config({"synthetic": {"mimic": {"options": {"n_stay": 10}}}})
     with pytest.raises(Exception, match="mortality"):
-        validate({"synthetic": {"mimic": {"options": {"mortality": 2}}}}, str(SCHEMA))
+        validate_config({"synthetic": {"mimic": {"options": {"mortality": 2}}}})
+    with pytest.raises(Exception, match="nonsense"):
+        validate_config({"nonsense": {}})
+    with pytest.raises(Exception, match="tasks"):
+        validate_config({"datasets": {"x": {"kind": "mimic", "modalities": ["ehr", "cxr"]}}})
 
 
 def test_dry_run_from_the_repository_root():
@@ -120,8 +136,13 @@ def _leaf_keys(schema: dict, prefix: str = "") -> list[str]:
 
 def test_every_config_key_is_documented():
     documented = (REPO / "config" / "README.md").read_text()
-    keys = _leaf_keys(yaml.safe_load(SCHEMA.read_text()))
-    assert keys
+    keys = []
+    for section in yaml.safe_load(SCHEMA.read_text())["properties"]:
+        path = SCHEMAS / f"{section}.schema.yaml"
+        if path.is_file():
+            keys += _leaf_keys(yaml.safe_load(path.read_text()), f"{section}.")
+    keys += _leaf_keys(yaml.safe_load((SCHEMAS / "dataset.schema.yaml").read_text()), "datasets.<name>.")
+    assert len(keys) > 40
     missing = [k for k in keys if f"`{k}`" not in documented]
     assert not missing, missing
 

@@ -1,6 +1,10 @@
 # Synthetic cohorts in the real raw layouts (the demo data; real users skip these rules).
 
-SYNTH_COMMON = ("omnifuse/data/synth/rng.py", "omnifuse/io.py")
+SYNTH_COMMON = (
+    "omnifuse/data/synth/rng.py",
+    "omnifuse/data/synth/commands.py",
+    "omnifuse/io.py",
+)
 SYNTH_CODE = {
     "mimic": code_hash(
         *SYNTH_COMMON,
