@@ -86,7 +86,11 @@ def setup_logging(verbose: bool) -> None:
 
 
 # Each module adds its sub-commands with ``register(subparsers)``; keep one module per stage.
-COMMAND_MODULES = ("omnifuse.data.synth.commands",)
+COMMAND_MODULES = (
+    "omnifuse.data.synth.commands",
+    "omnifuse.data.commands",
+    "omnifuse.features.commands",
+)
 
 
 def default_workers() -> int:

@@ -56,8 +56,12 @@ def synthetic_dir(name):
 
 
 def all_targets():
-    return [
-        synthetic_dir(name)
-        for name in ("mimic", "lung")
-        if config["synthetic"][name]["enabled"]
-    ]
+    return (
+        [
+            synthetic_dir(name)
+            for name in ("mimic", "lung")
+            if config["synthetic"][name]["enabled"]
+        ]
+        + COHORT_TARGETS  # rules/cohort.smk
+        + feature_targets(config)  # omnifuse/features/workflow.py
+    )

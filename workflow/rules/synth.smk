@@ -19,7 +19,8 @@ SYNTH_CODE = {
         "omnifuse/data/mimic_items.py",
         "omnifuse/data/mimic_schema.py",
         "omnifuse/data/phenotypes.py",
-        "omnifuse/resources",
+        "omnifuse/resources/phenotypes_demo.yaml",
+        "omnifuse/resources/icd_titles_demo.csv",
     ),
     "lung": code_hash(
         *SYNTH_COMMON,
