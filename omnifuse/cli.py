@@ -90,6 +90,7 @@ COMMAND_MODULES = (
     "omnifuse.data.synth.commands",
     "omnifuse.data.commands",
     "omnifuse.features.commands",
+    "omnifuse.train_commands",
 )
 
 

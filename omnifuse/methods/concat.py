@@ -1,0 +1,31 @@
+"""Concatenate (Table 3 "Concat", Table 4 row (a)): one head on [v^1; ...; v^M].
+
+Missing modalities enter as their encoder applied to a zero input (like every method); the loss is the
+task's cross-entropy (per-label BCE for multi-label) of the head.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from omnifuse.methods.base import Batch, FusionMethod, MethodConfig, ModelOutput, ModelSpec
+from omnifuse.nn.blocks import make_head
+
+
+class Concat(FusionMethod):
+    name: ClassVar[str] = "concat"
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(self, spec: ModelSpec, cfg: MethodConfig):
+        super().__init__(spec, cfg)
+        self.head = make_head(spec.n_modalities * cfg.d, spec.n_outputs, cfg.head_hidden, cfg.dropout)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        v = self.embed(batch).inputs
+        logits = self.head(v.flatten(1))
+        out = ModelOutput(logits=logits, embeddings=v)
+        if batch.y is not None:
+            ce = self.task.loss(logits, batch.y)
+            out.loss = ce
+            out.losses = {"ce": ce, "total": ce}
+        return out
