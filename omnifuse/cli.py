@@ -91,6 +91,7 @@ COMMAND_MODULES = (
     "omnifuse.data.commands",
     "omnifuse.features.commands",
     "omnifuse.train_commands",
+    "omnifuse.report_commands",
 )
 
 

@@ -44,7 +44,7 @@ class TrainConfig:
     normalize: tuple[str, ...] = ("ehr=ehr_zscore",)  # per-fold input normalisation, modality=normalizer
     threads: int = 1  # torch CPU threads per process (parallelise over folds / jobs instead)
     device: str = "cpu"  # "cpu", "cuda" or "auto" (CUDA when available)
-    deterministic: bool = True  # torch deterministic algorithms
+    deterministic: bool = True  # torch deterministic algorithms on CUDA (CPU kernels used here are)
     progress: bool = False  # progress bars
 
     def validate(self) -> None:

@@ -44,10 +44,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def setup_torch(cfg: TrainConfig) -> None:
-    """Bounded threads and deterministic algorithms (CUDA needs a fixed cuBLAS workspace for that)."""
+def setup_torch(cfg: TrainConfig, device: torch.device) -> None:
+    """Bounded threads and, on CUDA, deterministic algorithms (with a fixed cuBLAS workspace).
+
+    On CPU the kernels these models use are deterministic for a fixed thread count (the determinism
+    tests check it), and ``torch.use_deterministic_algorithms`` costs ~3 s per process: it imports
+    torch._dynamo / torch._inductor, a large share of a short training job.
+    """
     torch.set_num_threads(cfg.threads)
-    if cfg.deterministic:
+    if cfg.deterministic and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
@@ -198,8 +203,8 @@ def fit_fold(
 ) -> FoldResult:
     """Train ``method`` on fold ``fold`` of ``data`` and predict its test set (module docstring)."""
     cfg.validate()
-    setup_torch(cfg)
     device = resolve_device(cfg.device)
+    setup_torch(cfg, device)
     t_start = time.perf_counter()
     test = np.flatnonzero(data.folds == fold)
     pool = np.flatnonzero(data.folds != fold)
