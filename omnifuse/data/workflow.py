@@ -20,17 +20,22 @@ def dataset(config: dict[str, Any], name: str) -> dict[str, Any]:
     return ds
 
 
-def source_path(config: dict[str, Any], path: str, key: str) -> str:
-    """A source as a rule input: the synthetic generator's output folder when ``path`` lies inside it
-    (so that the demo data are generated first), else ``path`` itself."""
-    if not path:
-        raise WorkflowError(f"{key} is empty")
+def synthetic_root(config: dict[str, Any], path: str) -> str | None:
+    """The enabled synthetic generator's output folder that ``path`` lies in (or is), else None."""
     p = Path(path)
     for spec in config["synthetic"].values():
         out = Path(spec["out"])
         if spec["enabled"] and (p == out or out in p.parents):
             return str(out)
-    return str(p)
+    return None
+
+
+def source_path(config: dict[str, Any], path: str, key: str) -> str:
+    """A source as a rule input: the synthetic generator's output folder when ``path`` lies inside it
+    (so that the demo data are generated first), else ``path`` itself."""
+    if not path:
+        raise WorkflowError(f"{key} is empty")
+    return synthetic_root(config, path) or str(Path(path))
 
 
 def ehr_source(config: dict[str, Any], name: str) -> str:

@@ -38,12 +38,10 @@ def feature_root(config: dict[str, Any], dataset: str, modality: str) -> str:
 
 def feature_source(config: dict[str, Any], dataset: str, modality: str) -> str:
     """Rule input for the raw files: an enabled synthetic generator's output holding them, or the root."""
-    root = Path(feature_root(config, dataset, modality))
-    for spec in config["synthetic"].values():
-        out = Path(spec["out"])
-        if spec["enabled"] and (root == out or out in root.parents):
-            return str(out)
-    return str(root)
+    from omnifuse.data.workflow import synthetic_root
+
+    root = feature_root(config, dataset, modality)
+    return synthetic_root(config, root) or str(Path(root))
 
 
 def feature_options(config: dict[str, Any], dataset: str, modality: str) -> dict[str, Any]:

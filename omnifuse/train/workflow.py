@@ -14,6 +14,7 @@ from typing import Any
 
 from snakemake.exceptions import WorkflowError
 
+from omnifuse.data.workflow import synthetic_root
 from omnifuse.experiments import COMPLETE, Run, all_runs, parse_setting, plan, variants
 
 ARTEFACTS = ("table2", "table3", "table4", "fig2", "fig4", "fig5", "fig6", "fig7", "fig8")
@@ -144,16 +145,6 @@ def cache_flags(inputs: Mapping[str, str]) -> str:
     return " ".join(f"--cache {m}={shlex.quote(str(p))}" for m, p in inputs.items() if m != "cohort")
 
 
-def _synthetic(config: Mapping[str, Any], path: str) -> bool:
-    from pathlib import Path
-
-    p = Path(path)
-    return any(
-        spec["enabled"] and (p == Path(spec["out"]) or Path(spec["out"]) in p.parents)
-        for spec in config["synthetic"].values()
-    )
-
-
 def _dataset_paths(ds: Mapping[str, Any]) -> list[str]:
     if ds["kind"] == "manifest":
         return [ds["manifest"]]
@@ -185,7 +176,7 @@ def provenance(config: Mapping[str, Any], artefact: str) -> str:
         source = (
             "SYNTHETIC demo data (omnifuse synth; not patients: the numbers test the pipeline, not the "
             "method)"
-            if paths and all(_synthetic(config, p) for p in paths)
+            if paths and all(synthetic_root(dict(config), p) for p in paths)
             else "real data from " + ", ".join(paths)
         )
         lines.append(f"{name}: {source}; encoders: {'; '.join(_weights(config, ds)) or 'none (EHR only)'}.")

@@ -9,6 +9,7 @@ REPORT_CODE = code_hash(
     "omnifuse/report",
     "omnifuse/report_commands.py",
     "omnifuse/experiments.py",
+    "omnifuse/predict.py",  # fig8 rebuilds the model from a checkpoint
     "omnifuse/io.py",
 )
 REPORT_COMMON = dict(
