@@ -106,32 +106,61 @@ class Run:
         return parse_setting(self.setting)
 
 
+TASKS = ("ihm", "pheno", "subtype")
+
+
+class Skip(Exception):
+    """A target on a disabled dataset, or on a task its dataset does not run: not planned."""
+
+
 def _target(text: str, datasets: Mapping[str, Mapping[str, Any]], key: str) -> tuple[str, str, list[str]]:
-    """``"mimic/ihm"`` -> (dataset, task, modalities), checked against the enabled datasets."""
+    """``"mimic/ihm"`` -> (dataset, task, modalities), checked against the configured datasets; raises
+    :class:`Skip` for a disabled dataset."""
     name, _, task = text.partition("/")
     ds = datasets.get(name)
     if ds is None or not task:
-        raise ValueError(f"experiments.{key}: {text!r} is not '<dataset>/<task>' of an enabled dataset")
+        raise ValueError(
+            f"experiments.{key}: {text!r} is not '<dataset>/<task>' of a configured dataset "
+            f"({sorted(datasets)}); disable the experiment or change its target"
+        )
+    if not ds.get("enabled", True):
+        raise Skip(name)
     if task not in ds["tasks"]:
+        if task in TASKS:  # a task the dataset does not run (datasets.<name>.tasks): left out
+            raise Skip(text)
         raise ValueError(f"experiments.{key}: dataset {name!r} has no task {task!r} (tasks: {ds['tasks']})")
     return name, task, list(ds["modalities"])
 
 
 def plan(experiments: Mapping[str, Any], datasets: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Run]]:
     """Runs needed by each artefact (``table2``, ``table3``, ``table4``, ``fig2``, ``fig4`` ... ``fig8``)
-    of the enabled experiments, for the enabled ``datasets`` (name -> dataset config)."""
-    datasets = {n: d for n, d in datasets.items() if d.get("enabled", True)}
+    of the enabled experiments over the configured ``datasets`` (name -> dataset config). Targets on a
+    disabled dataset, or on a known task the dataset does not run, are left out (an artefact with no
+    target left is not planned); unknown datasets or tasks are errors. Without any dataset nothing is
+    planned."""
+    if not datasets:
+        return {}
     out: dict[str, list[Run]] = {}
     e = experiments
+
+    def target(text: str, key: str) -> tuple[str, str, list[str]] | None:
+        try:
+            return _target(text, datasets, key)
+        except Skip:
+            return None
+
     if e["table2"]["enabled"]:
         runs = []
         for text in e["table2"]["targets"]:
-            ds, task, mods = _target(text, datasets, "table2.targets")
+            if (t := target(text, "table2.targets")) is None:
+                continue
+            ds, task, mods = t
             runs += [Run(ds, task, "unimodal", m) for m in mods]
             runs += [Run(ds, task, "concat", c) for c in combos(mods, 2)]
-        out["table2"] = runs
-    if e["table3"]["enabled"]:
-        ds, task, mods = _target(e["table3"]["target"], datasets, "table3.target")
+        if runs:
+            out["table2"] = runs
+    if e["table3"]["enabled"] and (t := target(e["table3"]["target"], "table3.target")):
+        ds, task, mods = t
         unknown = [v for v in e["table3"]["methods"] if v not in variants()]
         if unknown:
             raise ValueError(f"experiments.table3.methods: unknown {unknown}; known: {sorted(variants())}")
@@ -142,14 +171,17 @@ def plan(experiments: Mapping[str, Any], datasets: Mapping[str, Mapping[str, Any
     if e["table4"]["enabled"]:
         runs = []
         for text in e["table4"]["targets"]:
-            ds, task, mods = _target(text, datasets, "table4.targets")
+            if (t := target(text, "table4.targets")) is None:
+                continue
+            ds, task, mods = t
             runs += [
                 Run(ds, task, table4_variant(r), c) for c in combos(mods, 2) for r in e["table4"]["rows"]
             ]
-        out["table4"] = runs
+        if runs:
+            out["table4"] = runs
     m = e["missing"]
-    if m["enabled"]:
-        ds, task, mods = _target(m["target"], datasets, "missing.target")
+    if m["enabled"] and (t := target(m["target"], "missing.target")):
+        ds, task, mods = t
         full = combo_name(mods)
         bad = [x for x in m["modes"] if x != "random" and x not in mods]
         if bad:
@@ -164,8 +196,8 @@ def plan(experiments: Mapping[str, Any], datasets: Mapping[str, Mapping[str, Any
             for v in ("omnifuse", "omnifuse-noimp")
             for r in rates
         ]
-    if e["fig6"]["enabled"]:
-        ds, task, mods = _target(e["fig6"]["target"], datasets, "fig6.target")
+    if e["fig6"]["enabled"] and (t := target(e["fig6"]["target"], "fig6.target")):
+        ds, task, mods = t
         rates = [0.0, *m["rates"]]
         out["fig6"] = [
             Run(ds, task, v, combo_name(mods), setting_name("random", r))
@@ -173,8 +205,8 @@ def plan(experiments: Mapping[str, Any], datasets: Mapping[str, Mapping[str, Any
             for r in rates
         ]
     for fig in ("fig7", "fig8"):
-        if e[fig]["enabled"]:
-            ds, task, mods = _target(e[fig]["target"], datasets, f"{fig}.target")
+        if e[fig]["enabled"] and (t := target(e[fig]["target"], f"{fig}.target")):
+            ds, task, mods = t
             out[fig] = [Run(ds, task, "omnifuse", combo_name(mods))]
     return {k: _unique(v) for k, v in out.items()}
 
