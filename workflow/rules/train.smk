@@ -46,7 +46,8 @@ rule train:
         **stage2.RUN_WILDCARDS,
     threads: 1
     resources:
-        mem_mb=4000,
+        # the caches are held in memory, normalised modalities again as float32, plus batches/model
+        mem_mb=lambda w, input: max(4000, 3 * int(input.size_mb) + 2000),
     params:
         method=stage2.method_of,
         overrides=lambda w: stage2.train_arguments(stage2.train_settings(config, w)),
