@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omnifuse.methods import ABLATIONS, METHODS
+from omnifuse.method_names import ABLATIONS, METHOD_NAMES
 
 COMPLETE = "complete"
 TABLE4_ROWS = ("a", "b", "c", "d", "e", "f")
@@ -42,7 +42,7 @@ METHOD_LABELS = {
 
 def variants() -> dict[str, tuple[str, dict[str, Any]]]:
     """Variant name -> (method, fixed method settings)."""
-    out: dict[str, tuple[str, dict[str, Any]]] = {name: (name, {}) for name in METHODS}
+    out: dict[str, tuple[str, dict[str, Any]]] = {name: (name, {}) for name in METHOD_NAMES}
     for row in "bcde":
         out[f"omnifuse-{row}"] = ("omnifuse", dict(ABLATIONS[row]))
     out["omnifuse-noimp"] = ("omnifuse", {"imp_fw": False, "imp_bw": False})

@@ -7,6 +7,8 @@ import argparse
 import json
 import logging
 
+from omnifuse.method_names import ABLATIONS, METHOD_NAMES
+
 log = logging.getLogger("omnifuse")
 
 
@@ -24,7 +26,6 @@ def parse_caches(items: list[str]) -> dict[str, str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from omnifuse.methods.omnifuse import ABLATIONS
     from omnifuse.train import train
 
     overrides = list(args.overrides or [])
@@ -71,7 +72,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    # METHODS / ABLATIONS import torch: keep `omnifuse --help` fast, validate in train() instead.
     p = commands.add_parser(
         "train",
         help="cross-validate a fusion method on cached embeddings",
@@ -90,7 +90,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         default="omnifuse",
-        help="fusion method: omnifuse, concat, unimodal, sum, se_gate, gblend, ogm_ge, pmr, medfuse",
+        choices=METHOD_NAMES,
+        help="fusion method",
     )
     p.add_argument(
         "--combo", default=None, help="input modalities joined by '+' (default: every cached modality)"
@@ -99,7 +100,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--config", default=None, help="YAML file with 'train:' and 'method:' sections")
     p.add_argument("--workers", type=int, default=1, help="folds trained in parallel processes")
-    p.add_argument("--ablation", choices=tuple("abcdef"), default=None, help="OmniFuse Table 4 row (a)-(f)")
+    p.add_argument("--ablation", choices=sorted(ABLATIONS), default=None, help="OmniFuse Table 4 row (a)-(f)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(func=_cmd_train)
 

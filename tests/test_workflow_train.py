@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 import yaml
 
-from omnifuse.train.workflow import train_arguments, train_settings
+from omnifuse.experiments_workflow import train_arguments, train_settings
 from tests.conftest import REPO
 from tests.test_workflow import TINY, planned_jobs, snakemake, validate_config, write_config
 

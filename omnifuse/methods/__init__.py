@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from omnifuse.method_names import METHOD_NAMES
 from omnifuse.methods.base import (
     Batch,
     FusionMethod,
@@ -36,6 +37,8 @@ METHODS: dict[str, type[FusionMethod]] = {
     "pmr": PMR,
     "medfuse": MedFuse,
 }
+if set(METHODS) != set(METHOD_NAMES):  # the torch-free list the workflow and CLI use
+    raise RuntimeError(f"omnifuse/method_names.py lists {METHOD_NAMES}, METHODS has {tuple(METHODS)}")
 
 
 def method_class(name: str) -> type[FusionMethod]:

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omnifuse.method_names import ABLATIONS  # noqa: F401  (re-exported: omnifuse.methods.ABLATIONS)
 from omnifuse.methods.base import Batch, FusionMethod, MethodConfig, ModelOutput, ModelSpec
 from omnifuse.nn.blocks import CascadedResidualAutoencoder, make_head
 
@@ -101,18 +102,6 @@ class OmniFuseConfig(MethodConfig):
             raise ValueError(f"omnifuse.k must be >= 1, got {self.k}")
         if not 0.0 <= self.drop_prob <= 1.0:
             raise ValueError(f"omnifuse.drop_prob must be in [0, 1], got {self.drop_prob}")
-
-
-# Table 4 rows: (a) none = concatenation; (b) DWFuse; (c) DWFuse + IMP-fw; (d) DWFuse + TLA + IMP-fw;
-# (e) DWFuse + IMP-fw + IMP-bw; (f) all four.
-ABLATIONS: dict[str, dict[str, bool]] = {
-    "a": {"dwfuse": False, "tla": False, "imp_fw": False, "imp_bw": False},
-    "b": {"dwfuse": True, "tla": False, "imp_fw": False, "imp_bw": False},
-    "c": {"dwfuse": True, "tla": False, "imp_fw": True, "imp_bw": False},
-    "d": {"dwfuse": True, "tla": True, "imp_fw": True, "imp_bw": False},
-    "e": {"dwfuse": True, "tla": False, "imp_fw": True, "imp_bw": True},
-    "f": {"dwfuse": True, "tla": True, "imp_fw": True, "imp_bw": True},
-}
 
 
 @dataclass

@@ -64,5 +64,5 @@ def all_targets():
         ]
         + COHORT_TARGETS  # rules/cohort.smk
         + feature_targets(config)  # omnifuse/features/workflow.py
-        + stage2.report_targets(config)  # omnifuse/train/workflow.py
+        + stage2.report_targets(config)  # omnifuse/experiments_workflow.py
     )

@@ -7,7 +7,7 @@
 # reruns that method's runs only. Jobs use 1 thread (folds in sequence): --cores N runs N of them at once;
 # a profile may raise it with set-threads (folds then train in parallel processes).
 
-import omnifuse.train.workflow as stage2
+import omnifuse.experiments_workflow as stage2
 
 _TRAIN_COMMON = (
     "omnifuse/train/__init__.py",
