@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_omnifuse import DEMO, demo_inputs, synthetic_inputs  # noqa: E402
+from train_omnifuse import add_common_arguments, bench_inputs  # noqa: E402
 
 BASELINES = ("unimodal", "concat", "sum", "se_gate", "gblend", "ogm_ge", "pmr", "medfuse")
 MODALITIES = ("ehr", "cxr", "rep")
@@ -88,20 +88,11 @@ def main() -> int:
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--threads", type=int, default=1, help="torch threads per fold process")
     parser.add_argument("--workers", type=int, default=2, help="folds trained in parallel processes")
-    parser.add_argument("--max-epochs", type=int, default=50)
-    parser.add_argument("--n", type=int, default=1200, help="synthetic cohort size (when no demo caches)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides")
-    parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    add_common_arguments(parser)
     args = parser.parse_args()
-    found = demo_inputs()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        if found:
-            cohort, caches = found
-            source = f"demo caches under {DEMO}"
-        else:
-            cohort, caches = synthetic_inputs(root / "data", args.n)
-            source = f"synthetic caches of the demo's shapes ({args.n} samples; no demo caches under {DEMO})"
+        cohort, caches, source = bench_inputs(root / "data", args.n)
         print(f"data: {source}; extra overrides: {' '.join(args.set) or 'none'}")
         print(
             f"{len(args.folds)} folds, {args.workers} fold worker(s) x {args.threads} thread(s), "

@@ -57,6 +57,23 @@ def synthetic_inputs(root: Path, n: int) -> tuple[Path, dict[str, Path]]:
     return make_toy_run(root, spec)
 
 
+def bench_inputs(root: Path, n: int) -> tuple[Path, dict[str, Path], str]:
+    """The demo caches when they exist, else synthetic caches of their shapes; and which it is."""
+    found = demo_inputs()
+    if found:
+        return (*found, f"demo caches under {DEMO}")
+    cohort, caches = synthetic_inputs(root, n)
+    return cohort, caches, f"synthetic caches of the demo's shapes ({n} samples; no demo caches under {DEMO})"
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options both training benchmarks take."""
+    parser.add_argument("--max-epochs", type=int, default=50)
+    parser.add_argument("--n", type=int, default=1200, help="synthetic cohort size (when no demo caches)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides")
+    parser.add_argument("--json", default=None, help="also write the numbers to this file")
+
+
 def time_step(model, batch, optimizer, what: str, repeats: int = 5) -> float:
     """Seconds per forward+backward of the encoders only, or of the whole model (+ optimizer step)."""
 
@@ -147,20 +164,11 @@ def main() -> int:
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--workers", type=int, default=1, help="folds trained in parallel processes")
-    parser.add_argument("--max-epochs", type=int, default=50)
-    parser.add_argument("--n", type=int, default=1200, help="synthetic cohort size (when no demo caches)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides")
-    parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    add_common_arguments(parser)
     args = parser.parse_args()
-    found = demo_inputs()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        if found:
-            cohort, caches = found
-            source = f"demo caches under {DEMO}"
-        else:
-            cohort, caches = synthetic_inputs(root / "data", args.n)
-            source = f"synthetic caches of the demo's shapes ({args.n} samples; no demo caches under {DEMO})"
+        cohort, caches, source = bench_inputs(root / "data", args.n)
         print(f"data: {source}; extra overrides: {' '.join(args.set) or 'none'}")
         print(
             f"threads: {args.threads} per process, {args.workers} fold worker(s), "

@@ -16,12 +16,7 @@ SHAPES = {"ehr": (6, 5), "cxr": (1, 12), "rep": (5, 10)}
 SMALL = {"d": 8, "ehr_hidden": 8, "attn_hidden": 4, "proj_dim": 6, "lstm_hidden": 10}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def model_and_batch(kind="binary", n_out=1, n=7):

@@ -19,12 +19,7 @@ SHAPES = {"ehr": (6, 40), "cxr": (1, 12), "rep": (5, 10)}
 SMALL = {"d": 16, "ehr_hidden": 32, "attn_hidden": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spec(mods=("ehr", "cxr", "rep"), kind="binary", n_out=1):

@@ -12,12 +12,7 @@ from omnifuse.methods.base import Batch, ModelSpec
 SHAPES = {"ehr": (6, 5), "cxr": (1, 12), "rep": (5, 10), "ct": (4, 7)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(mods, reduction=4, d=16):

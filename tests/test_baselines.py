@@ -35,12 +35,7 @@ def combo_for(method: str) -> str | None:
     return "rep" if method == "unimodal" else None
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CASES = {

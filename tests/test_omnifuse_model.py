@@ -14,14 +14,7 @@ from omnifuse.methods.base import Batch, ModelSpec
 from omnifuse.methods.omnifuse import OmniFuse, OmniFuseConfig, combinations, dwfuse_weights, masked_mse
 from omnifuse.nn.blocks import CascadedResidualAutoencoder
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models: one thread is faster (and immune to a busy machine's oversubscription)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SMALL = {"d": 16, "ehr_hidden": 16, "attn_hidden": 8, "cra_hidden": 32, "cra_latent": 8}

@@ -25,12 +25,7 @@ SMALL = ["method.d=32", "method.ehr_hidden=32", "method.attn_hidden=16"]
 OMNI_SMALL = [*SMALL, "method.cra_hidden=64", "method.cra_latent=16"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CASES = {

@@ -4,9 +4,6 @@ a config change touches."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import yaml
 from snakemake.utils import validate
@@ -14,6 +11,9 @@ from snakemake.utils import validate
 from omnifuse.features.cache import read_cache
 from tests.conftest import REPO
 from tests.test_features_cohorts import lung_cohort, make_lung, make_mimic, mimic_cohort
+from tests.test_workflow import planned_jobs as jobs
+from tests.test_workflow import snakemake as run
+from tests.test_workflow import write_config
 
 SCHEMAS = REPO / "workflow" / "schemas"
 TARGETS = [
@@ -23,32 +23,6 @@ TARGETS = [
     "results/lung/features/subtype/pet.h5",
     "results/lung/features/subtype/rep.h5",
 ]
-
-
-def run(workdir, *args, check=True):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(workdir),
-           "--cores", "2", *args]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
-
-
-def jobs(proc) -> dict[str, int]:
-    text = proc.stdout + proc.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {
-        p[0]: int(p[1])
-        for p in (line.split() for line in table.splitlines())
-        if len(p) == 2 and p[1].isdigit()
-    }
-
-
-def write_config(workdir, config):
-    (workdir / "config").mkdir(parents=True, exist_ok=True)
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
 
 def validated(features: dict) -> dict:
