@@ -1,4 +1,4 @@
-"""Benchmark of the EHR stage (issue 3) on a synthetic hospital, against the I/O floor.
+"""Benchmark of the EHR stage on a synthetic hospital, against the I/O floor.
 
 Measures wall time and peak memory (max RSS of each child process) of
 
@@ -9,7 +9,7 @@ Measures wall time and peak memory (max RSS of each child process) of
   ``omnifuse ehr features`` for ``ihm`` and ``pheno`` (discretized caches);
 * for information, ``omnifuse cohort`` for both tasks (stage-0 rules, not part of the EHR stage).
 
-Goal (issue 3): EHR stage within 3x of the floor, peak memory under 4 GB. Times are only comparable
+Goal: EHR stage within 3x of the floor, peak memory under 4 GB. Times are only comparable
 within one run (the machine is shared): floors and stage runs alternate (``--repeat``), the best time of
 each step is used, and the script prints ratios.
 
@@ -44,9 +44,9 @@ print(f"rows {{frame.height}} in {{time.perf_counter() - t:.2f}} s")
 # stage's command module, some of which import torch (seconds per call, unrelated to the EHR stage).
 # The script also times `omnifuse --help` so that this overhead is visible.
 RUNNER = (
-    "import argparse, sys; from omnifuse.cli import setup_logging; from omnifuse.data import commands; "
-    "p = argparse.ArgumentParser(prog='omnifuse'); "
-    "commands.register(p.add_subparsers(dest='c', required=True)); "
+    "import argparse, sys; from omnifuse.cli import setup_logging, cohort, ehr; "
+    "p = argparse.ArgumentParser(prog='omnifuse'); s = p.add_subparsers(dest='c', required=True); "
+    "cohort.register(s); ehr.register(s); "
     "a = p.parse_args(sys.argv[1:]); setup_logging(False); sys.exit(a.func(a))"
 )
 
@@ -96,7 +96,7 @@ def main() -> int:
     counts = info.get("counts", {})
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from omnifuse.features.ehr.channels import items
+    from omnifuse.cohorts.ehr.channels import items
 
     ids = sorted(it.itemid for it in items() if it.table == "chartevents")
 

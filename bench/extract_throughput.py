@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from omnifuse.features.engine import cpu_seconds  # noqa: E402
 from omnifuse.features.extract import ExtractOptions, extract  # noqa: E402
 from omnifuse.features.images import load_grey_image  # noqa: E402
-from omnifuse.features.modalities import read_report_file  # noqa: E402
+from omnifuse.features.rep import read_report_file  # noqa: E402
 from omnifuse.features.report_sections import report_text  # noqa: E402
 from omnifuse.features.resnet import ImageEncoder, build_resnet34  # noqa: E402
 from omnifuse.features.runtime import resolve_runtime, set_threads  # noqa: E402
@@ -46,7 +46,7 @@ from omnifuse.features.text_model import (  # noqa: E402
     load_tokenizer,
     model_positions,
 )
-from tests.test_features_cohorts import lung_cohort, make_lung, make_mimic, mimic_cohort  # noqa: E402
+from tests.helpers import lung_cohort, make_lung, make_mimic, mimic_cohort  # noqa: E402
 
 
 def show(label: str, precision: str, full: list[dict], bare: list[dict]) -> dict:

@@ -28,10 +28,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from omnifuse.methods import ABLATIONS, build_method  # noqa: E402
+from omnifuse.methods import ABLATIONS  # noqa: E402
+from omnifuse.methods.registry import build_method  # noqa: E402
+from omnifuse.synth.toy import ToySpec, make_toy_run  # noqa: E402
 from omnifuse.train import load_run_data, resolve_configs, train  # noqa: E402
 from omnifuse.train.loop import fit_normalizers  # noqa: E402
-from omnifuse.train.synthetic import ToySpec, make_toy_run  # noqa: E402
 
 DEMO = REPO / "results" / "mimic"
 

@@ -5,39 +5,28 @@
     python scripts/stage2_schemas.py --markdown  # the config/README.md tables
 
 The dataclasses (omnifuse.train.config.TrainConfig, omnifuse.methods.base.MethodConfig and each method's
-Config) are the single source of every default; tests/test_workflow_train.py runs --check.
+Config) are the single source of every default; tests/workflow/test_workflow_train.py runs --check.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from omnifuse.methods import METHODS
+from omnifuse.cli.options import field_comments
 from omnifuse.methods.base import MethodConfig
+from omnifuse.methods.registry import METHODS
 from omnifuse.report.style import ReportStyle
 from omnifuse.train.config import TrainConfig
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "workflow" / "schemas"
 # set by the workflow per run or per job, not by the config
 TRAIN_EXCLUDED = ("missing_rate", "missing_modality", "threads", "progress")
-
-
-def field_comments(cls: type) -> dict[str, str]:
-    """``name: type = default  # comment`` lines of a dataclass body -> {name: comment}."""
-    out: dict[str, str] = {}
-    for line in inspect.getsource(cls).splitlines():
-        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
-        if m:
-            out[m.group(1)] = m.group(2).strip()
-    return out
 
 
 def _json_type(value: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ Rules:
 * Rows follow the cohort table's order. Samples whose cohort says the modality is not available
   are never read: they are written as not present (``missing``).
 * Samples are cut into shards of ``shard_size`` rows, fewer when that would hold more than 256 MiB
-  of features (:class:`omnifuse.features.cache.ShardedCacheWriter`);
+  of features (:class:`omnifuse.formats.cache.ShardedCacheWriter`);
   batches never cross a shard, so a shard's numbers do not depend on what ran before it, and a
   killed job that restarts skips the completed shards and produces the same cache as one that ran
   straight through (on the same machine and settings). Each shard's report rows are saved next to
@@ -38,10 +38,9 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from omnifuse.features.cache import ShardedCacheWriter
-from omnifuse.features.modalities import SampleMissing
 from omnifuse.features.runtime import Runtime
-from omnifuse.io import write_text_atomic
+from omnifuse.formats.atomic import write_text_atomic
+from omnifuse.formats.cache import ShardedCacheWriter
 
 log = logging.getLogger("omnifuse")
 
@@ -62,6 +61,36 @@ def cpu_seconds() -> float:
 
 class ExtractionError(ValueError):
     """Too many inputs of a cache could not be read (the message names the first ones)."""
+
+
+class SampleMissing(Exception):
+    """The input exists but has nothing to encode (e.g. no FINDINGS): the modality is missing."""
+
+
+class BadInput(ValueError):
+    """The input cannot be used (e.g. an empty report): counted as a failure."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A decoded input: what the modality's encoder batches, and a note for the report."""
+
+    payload: Any
+    note: str = ""  # e.g. "IMPRESSION used instead", "48 slices subsampled to 32"
+
+
+@dataclass
+class Setup:
+    """What a modality module hands the extraction loop: a reader (decodes one input; picklable, runs in
+    DataLoader workers), an encoder (holds the model; runs in the main process), the cache's row shape,
+    its provenance attributes, and (volumes) how many samples make one model batch."""
+
+    reader: Any
+    encoder: Any
+    seq_len: int
+    dim: int
+    attrs: dict[str, Any]
+    batch_rows: int | None = None
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """Stage 1 entry points: a cohort table + raw files → one feature cache and its extraction report.
 
 ``extract(modality, cohort, root, out, options)`` reads the cohort through
-:func:`omnifuse.cohort.read_cohort`; the input of sample ``s`` is ``root / s.<modality>_path`` when
+:func:`omnifuse.formats.cohort.read_cohort`; the input of sample ``s`` is ``root / s.<modality>_path`` when
 ``s.has_<modality>`` is true (MIMIC: ``cxr_path`` relative to the MIMIC-CXR-JPG root, ``rep_path``
 relative to the reports root; manifest cohorts: ``ct_path``, ``pet_path``, ``rep_path`` relative to the
-manifest's folder). The cache has one row per cohort sample, in cohort order (DESIGN.md "Feature
+manifest's folder). The cache has one row per cohort sample, in cohort order (docs/design.md "Feature
 cache"); provenance attributes record the encoder, the weights identity, the preprocessing, the
 device/precision actually used and a digest of the inputs list.
 """
@@ -19,35 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 
-from omnifuse.cohort import read_cohort
+from omnifuse.features import INPUT_MODULES, cxr, rep, volume
 from omnifuse.features.engine import EngineOptions, Sample, run_extraction
-from omnifuse.features.modalities import (
-    EXTRACTED_MODALITIES,
-    CxrEncoder,
-    CxrReader,
-    ReportEncoder,
-    ReportReader,
-    VolumeEncoder,
-    VolumeReader,
-)
 from omnifuse.features.options import ExtractOptions
-from omnifuse.features.resnet import IMAGENET_MEAN, IMAGENET_STD, ImageEncoder, build_resnet34
 from omnifuse.features.runtime import auto_workers, resolve_runtime, set_threads
-from omnifuse.features.text_model import (
-    TextEncoder,
-    WindowPlanner,
-    load_text_model,
-    load_tokenizer,
-    model_positions,
-)
-from omnifuse.features.volumes import (
-    dicom_slice_count,
-    is_nifti,
-    nifti_slice_count,
-    selected_count,
-)
+from omnifuse.formats.cohort import read_cohort
+
+# One module per kind of input; each has ``setup(modality, samples, options, runtime) -> Setup``.
+MODALITY_MODULES = {"cxr": cxr, "rep": rep, "ct": volume, "pet": volume}
+EXTRACTED_MODALITIES = tuple(MODALITY_MODULES)
+if {m: mod.__name__ for m, mod in MODALITY_MODULES.items()} != INPUT_MODULES:
+    raise RuntimeError(
+        f"omnifuse.features.INPUT_MODULES is {INPUT_MODULES}, the extractor uses {MODALITY_MODULES}"
+    )
 
 log = logging.getLogger("omnifuse")
 
@@ -84,36 +69,6 @@ def inputs_digest(samples: list[Sample], root: Path) -> str:
     return digest.hexdigest()
 
 
-def _volume_seq_len(samples: list[Sample], opts: ExtractOptions) -> int:
-    """Rows per volume: the largest selected slice count among the available inputs (headers only)."""
-    longest = 1
-    for s in samples:
-        if not (s.available and s.path is not None):
-            continue
-        try:
-            if s.path.is_dir():
-                count = dicom_slice_count(s.path)
-            elif is_nifti(s.path):
-                count = nifti_slice_count(s.path)
-            else:
-                continue
-        except Exception:  # unreadable: it fails (and is reported) when decoded
-            continue
-        if count > 0:
-            longest = max(longest, selected_count(count, opts.slice_mode, opts.slice_n, opts.max_slices))
-    return longest
-
-
-def _image_attrs(opts: ExtractOptions) -> dict[str, Any]:
-    return {
-        "size": opts.image_size,
-        "resize": "bilinear, antialiased, to size x size (aspect ratio not kept)",
-        "channels": "grey replicated to 3",
-        "batchnorm": "folded into the convolutions",
-        "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-    }
-
-
 def extract(
     modality: str,
     cohort: str | Path,
@@ -142,53 +97,8 @@ def extract(
         "cohort": str(cohort),
         "torch_version": str(torch.__version__),
     }
-    batch_rows = None
-    if modality == "rep":
-        tokenizer, tok_source = load_tokenizer(opts.text_model, opts.tokenizer)
-        net, model_attrs = load_text_model(opts.text_model, opts.seed)
-        planner = WindowPlanner(
-            tokenizer, opts.max_tokens, model_positions(net, tokenizer), opts.window_overlap
-        )
-        reader: Any = ReportReader(planner, opts.section, opts.fallback, opts.language)
-        encoder: Any = ReportEncoder(TextEncoder(net, runtime.device), opts.max_tokens, opts.batch_size)
-        import transformers
-
-        attrs.update(model_attrs, transformers_version=str(transformers.__version__))
-        attrs["preprocessing"] = {
-            "section": opts.section,
-            "fallback": opts.fallback,
-            "tokenizer": tok_source,
-            "max_tokens": opts.max_tokens,
-            "model_positions": planner.positions,
-            "window_overlap": opts.window_overlap,
-            "whitespace": "collapsed",
-        }
-        seq_len, dim = opts.max_tokens, encoder.dim
-    else:
-        model, model_attrs = build_resnet34(opts.weights, opts.seed)
-        images = ImageEncoder(model, runtime.device, runtime.precision)
-        attrs.update(model_attrs, torchvision_version=str(torchvision.__version__))
-        if modality == "cxr":
-            reader = CxrReader(opts.image_size)
-            encoder = CxrEncoder(images)
-            attrs["preprocessing"] = {**_image_attrs(opts), "decode": "grey 8-bit (JPEG draft mode)"}
-            seq_len, dim = 1, encoder.dim
-        else:
-            seq_len = _volume_seq_len(samples, opts)
-            reader = VolumeReader(
-                modality, seq_len, (float(opts.window[0]), float(opts.window[1])), opts.slice_mode,
-                opts.slice_n, opts.max_slices, opts.image_size,
-            )  # fmt: skip
-            encoder = VolumeEncoder(images, seq_len, opts.batch_size)
-            attrs["preprocessing"] = {
-                **_image_attrs(opts),
-                "units": "HU" if modality == "ct" else "SUV (body weight)",
-                "window": list(reader.window),
-                "slices": {"mode": opts.slice_mode, "n": opts.slice_n, "max": opts.max_slices},
-                "slice_order": "inferior to superior; rows anterior to posterior; columns right to left",
-            }
-            dim = encoder.dim
-            batch_rows = max(1, opts.batch_size // max(seq_len, 1))
+    module_setup = MODALITY_MODULES[modality].setup(modality, samples, opts, runtime)
+    attrs.update(module_setup.attrs)
     engine = EngineOptions(
         batch_size=opts.batch_size,
         num_workers=workers,
@@ -197,7 +107,9 @@ def extract(
         max_bad_fraction=opts.max_bad_fraction,
         progress=opts.progress,
     )
+    seq_len, dim = module_setup.seq_len, module_setup.dim
     summary = run_extraction(
-        modality, samples, reader, encoder, seq_len, dim, attrs, out, report, runtime, engine, batch_rows
-    )
+        modality, samples, module_setup.reader, module_setup.encoder, seq_len, dim, attrs, out, report,
+        runtime, engine, module_setup.batch_rows,
+    )  # fmt: skip
     return {**summary, "seq_len": seq_len, "dim": dim, "options": json.loads(json.dumps(asdict(opts)))}

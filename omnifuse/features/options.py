@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from omnifuse.features.report_sections import FALLBACKS
-
 SLICE_MODES = ("all", "every", "count")
+FALLBACKS = ("none", "impression")  # what replaces a missing FINDINGS section (report_sections)
 
 
 @dataclass

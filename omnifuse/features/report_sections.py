@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-FALLBACKS = ("none", "impression")
+from omnifuse.features.options import FALLBACKS
 
 # Canonical names of the sections that end a FINDINGS section (and misspellings seen in MIMIC-CXR).
 _KNOWN = {

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from omnifuse.features.runtime import batch_pieces
+from omnifuse.features.runtime import batch_pieces, sha256_file
 
 log = logging.getLogger("omnifuse")
 
@@ -39,12 +38,15 @@ RANDOM_WARNING = (
 )
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def image_attrs(size: int) -> dict[str, Any]:
+    """The ``preprocessing`` attributes every image cache records (resize, channels, normalisation)."""
+    return {
+        "size": size,
+        "resize": "bilinear, antialiased, to size x size (aspect ratio not kept)",
+        "channels": "grey replicated to 3",
+        "batchnorm": "folded into the convolutions",
+        "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+    }
 
 
 def _bare_resnet34() -> nn.Module:

@@ -16,6 +16,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -122,3 +123,12 @@ def batch_pieces(n: int, largest: int) -> list[int]:
             rest -= bit
         bit >>= 1
     return sizes
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes (the identity of local weights recorded in cache attributes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

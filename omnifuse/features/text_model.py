@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from omnifuse.features.runtime import batch_pieces
+from omnifuse.features.runtime import batch_pieces, sha256_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -169,7 +169,6 @@ def _load_text_model(model: str, seed: int) -> tuple[torch.nn.Module, dict[str, 
 
 
 def _short_sha(path: Path) -> str:
-    from omnifuse.features.resnet import sha256_file
 
     return f"sha256 {sha256_file(path)[:16]}"
 

@@ -1,86 +1,25 @@
-"""Fusion methods, one file each, registered by name (DESIGN "Paths": omnifuse, unimodal, concat, sum,
-se_gate, gblend, ogm_ge, pmr, medfuse). Every method subclasses
-:class:`omnifuse.methods.base.FusionMethod` and runs through the one trainer in :mod:`omnifuse.train`."""
+"""Fusion methods, one file each (module, loss terms and config together), run by the one trainer of
+:mod:`omnifuse.train`.
+
+This package module is torch-free: it only names the methods and OmniFuse's Table 4 ablation switches,
+so that the workflow can plan runs and the CLI can list methods without importing torch. The classes
+are registered in the plain ``METHODS`` dict of :mod:`omnifuse.methods.registry`, which checks at
+import that it has exactly these names.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+METHOD_NAMES: tuple[str, ...] = (
+    "omnifuse", "concat", "unimodal", "sum", "se_gate", "gblend", "ogm_ge", "pmr", "medfuse",
+)  # fmt: skip
 
-from omnifuse.method_names import METHOD_NAMES
-from omnifuse.methods.base import (
-    Batch,
-    FusionMethod,
-    MethodConfig,
-    ModelOutput,
-    ModelSpec,
-    config_from_dict,
-)
-from omnifuse.methods.concat import Concat
-from omnifuse.methods.gblend import GBlend
-from omnifuse.methods.medfuse import MedFuse
-from omnifuse.methods.ogm_ge import OGMGE
-from omnifuse.methods.omnifuse import ABLATIONS, OmniFuse, OmniFuseConfig
-from omnifuse.methods.pmr import PMR
-from omnifuse.methods.se_gate import SEGate
-from omnifuse.methods.sum import SumFusion
-from omnifuse.methods.unimodal import Unimodal
-
-METHODS: dict[str, type[FusionMethod]] = {
-    "omnifuse": OmniFuse,
-    "concat": Concat,
-    "unimodal": Unimodal,
-    "sum": SumFusion,
-    "se_gate": SEGate,
-    "gblend": GBlend,
-    "ogm_ge": OGMGE,
-    "pmr": PMR,
-    "medfuse": MedFuse,
+# Table 4 rows: (a) none = concatenation; (b) DWFuse; (c) DWFuse + IMP-fw; (d) DWFuse + TLA + IMP-fw;
+# (e) DWFuse + IMP-fw + IMP-bw; (f) all four.
+ABLATIONS: dict[str, dict[str, bool]] = {
+    "a": {"dwfuse": False, "tla": False, "imp_fw": False, "imp_bw": False},
+    "b": {"dwfuse": True, "tla": False, "imp_fw": False, "imp_bw": False},
+    "c": {"dwfuse": True, "tla": False, "imp_fw": True, "imp_bw": False},
+    "d": {"dwfuse": True, "tla": True, "imp_fw": True, "imp_bw": False},
+    "e": {"dwfuse": True, "tla": False, "imp_fw": True, "imp_bw": True},
+    "f": {"dwfuse": True, "tla": True, "imp_fw": True, "imp_bw": True},
 }
-if set(METHODS) != set(METHOD_NAMES):  # the torch-free list the workflow and CLI use
-    raise RuntimeError(f"omnifuse/method_names.py lists {METHOD_NAMES}, METHODS has {tuple(METHODS)}")
-
-
-def method_class(name: str) -> type[FusionMethod]:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; registered: {sorted(METHODS)}") from None
-
-
-def method_config(name: str, overrides: Mapping[str, Any] | None = None) -> MethodConfig:
-    """The method's config dataclass with its defaults, updated by ``overrides`` (validated)."""
-    return config_from_dict(method_class(name).Config, overrides)
-
-
-def build_method(
-    name: str, spec: ModelSpec, cfg: MethodConfig | Mapping[str, Any] | None = None
-) -> FusionMethod:
-    cls = method_class(name)
-    if not isinstance(cfg, MethodConfig):
-        cfg = config_from_dict(cls.Config, cfg)
-    return cls(spec, cfg)
-
-
-__all__ = [
-    "ABLATIONS",
-    "METHODS",
-    "OGMGE",
-    "PMR",
-    "Batch",
-    "Concat",
-    "FusionMethod",
-    "GBlend",
-    "MedFuse",
-    "MethodConfig",
-    "ModelOutput",
-    "ModelSpec",
-    "OmniFuse",
-    "OmniFuseConfig",
-    "SEGate",
-    "SumFusion",
-    "Unimodal",
-    "build_method",
-    "method_class",
-    "method_config",
-]

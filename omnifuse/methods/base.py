@@ -122,7 +122,7 @@ class ModelOutput:
 
 @dataclass
 class MethodConfig:
-    """Settings shared by every method: the modality encoders (DESIGN "Method decisions")."""
+    """Settings shared by every method: the modality encoders (docs/design.md "Method decisions")."""
 
     d: int = 256  # embedding size of every modality encoder
     ehr_hidden: int = 256  # EHR LSTM hidden size
@@ -227,7 +227,7 @@ class FusionMethod(nn.Module):
     @classmethod
     def uses_imputation_targets(cls, cfg: MethodConfig) -> bool:
         """Whether the task's modalities outside the run's combination serve as imputation targets in
-        training (DESIGN "Evaluation protocol"); methods without imputation ignore them entirely."""
+        training (docs/design.md "Evaluation protocol"); methods without imputation ignore them entirely."""
         return False
 
     @property

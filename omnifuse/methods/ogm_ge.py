@@ -126,11 +126,6 @@ def modulate_gradients(
 
 class OGMGE(FusionMethod):
     name: ClassVar[str] = "ogm_ge"
-    # for report captions (issue 6: reports must say the M-modality form is an extension)
-    caption_note: ClassVar[str] = (
-        "OGM-GE was published for two modalities; with three or more this is our M-modality "
-        "extension (docs/methods.md)"
-    )
     Config: ClassVar[type[MethodConfig]] = OGMGEConfig
     cfg: OGMGEConfig
 

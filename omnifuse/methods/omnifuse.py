@@ -1,7 +1,7 @@
 """OmniFuse (Wu et al., Information Fusion 117, 2025): imputation (CRA), DWFuse and TLA.
 
-Everything here follows DESIGN.md "Method decisions"; each ambiguous choice is a field of
-:class:`OmniFuseConfig` with the DESIGN default (docs/methods.md lists them all).
+Everything here follows docs/design.md "Method decisions"; each ambiguous choice is a field of
+:class:`OmniFuseConfig` with the default of docs/design.md (docs/methods.md lists them all).
 
 * Embeddings: every modality's encoder gives v^m (B, d); a missing modality is the encoder applied to a
   zero input. v = [v^1; ...; v^M].
@@ -40,7 +40,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from omnifuse.method_names import ABLATIONS  # noqa: F401  (re-exported: omnifuse.methods.ABLATIONS)
 from omnifuse.methods.base import Batch, FusionMethod, MethodConfig, ModelOutput, ModelSpec
 from omnifuse.nn.blocks import CascadedResidualAutoencoder, make_head
 
@@ -70,13 +69,13 @@ class OmniFuseConfig(MethodConfig):
     lambda3: float = 0.5  # weight of L_TLA
     cra_hidden: int = 256  # hidden width of each residual autoencoder
     cra_latent: int = 128  # latent width c_k of each residual autoencoder
-    # DESIGN switches (defaults = DESIGN.md "Method decisions")
+    # switches for what the paper leaves open (defaults: docs/design.md "Method decisions")
     joint_input: str = "latents_concat"  # g_ra reads the latents c_1..c_K: concatenated, mean or last
     head_input: str = "completed"  # heads read observed v^m + imputed v'^m ("completed") or all of v'
     predict_with: str = "joint"  # test-time prediction: joint head, mean of modality heads, or both
     drop_prob: float = 0.5  # training: probability a sample is given a random missing pattern
     tla_mask: str = "all"  # L_TLA on samples that have all of δ_lazy ("all") or exactly δ_lazy
-    tla_reduce: str = "sum"  # D(δ): summed (DESIGN) or mean per-sample CE
+    tla_reduce: str = "sum"  # D(δ): summed (docs/design.md) or mean per-sample CE
     tla_embeddings: str = "fresh"  # mining: a fresh encoder pass ("fresh") or the epoch's own ("epoch")
     dwfuse_exponent: str = "available"  # β/(M−1) with M = available (incl. imputed) or all modalities
     imputation_targets: bool = True  # other modalities of the task are imputation targets in training

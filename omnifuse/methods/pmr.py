@@ -107,11 +107,6 @@ def pmr_coefficients(scores: torch.Tensor, valid: torch.Tensor, alpha: float) ->
 
 class PMR(FusionMethod):
     name: ClassVar[str] = "pmr"
-    # for report captions (issue 6: reports must say the M-modality form is an extension)
-    caption_note: ClassVar[str] = (
-        "PMR was published for two modalities; with three or more this is our M-modality "
-        "extension (docs/methods.md)"
-    )
     Config: ClassVar[type[MethodConfig]] = PMRConfig
     cfg: PMRConfig
 

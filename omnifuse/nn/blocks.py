@@ -1,6 +1,6 @@
 """Building blocks: prediction heads and the cascaded residual autoencoder (CRA) of OmniFuse.
 
-CRA (DESIGN "Method decisions"): K residual autoencoders over the concatenated embeddings v (B, M·d).
+CRA (docs/design.md "Method decisions"): K residual autoencoders over the concatenated embeddings v (B, M·d).
 RA_k receives x_k = v + Σ_{j<k} Δz_j, encodes it to a latent c_k and decodes a residual Δz_k; the
 output is v' = v + Σ_k Δz_k. The latents c_1..c_K are returned for the joint head.
 """

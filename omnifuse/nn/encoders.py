@@ -11,7 +11,7 @@ Which encoder a modality gets (:func:`encoder_kind`):
   before the pooling (``token_encoder: transformer``);
 * CT / PET slices and any other sequence: masked attention pooling over slices → d.
 
-A missing modality is represented by the encoder applied to a zero input (DESIGN "Method decisions"):
+A missing modality is represented by the encoder applied to a zero input (docs/design.md "Method decisions"):
 :meth:`ModalityEncoders.placeholders` runs each encoder on one all-zero sequence whose steps are all
 valid. Every row handed to an encoder must have at least one valid step (the dataset guarantees it by
 marking the steps of absent rows valid; their data are zeros).

@@ -5,7 +5,7 @@ Label tensors: ``binary`` and ``multilabel`` use float 0/1 of shape (B, C) (C = 
 ``multiclass`` uses class indices of shape (B,). Logits are always (B, C).
 
 * binary / multilabel: sigmoid probabilities, per-label binary cross-entropy (every "CE" of the method
-  becomes per-label BCE, DESIGN "Multi-label");
+  becomes per-label BCE, docs/design.md "Multi-label");
 * multiclass: softmax probabilities, categorical cross-entropy.
 """
 

@@ -2,7 +2,7 @@
 
 Modules, one job each:
 
-* :mod:`.runs`: run directory path ↔ :class:`omnifuse.experiments.Run`, combination ordering;
+* :mod:`.runs`: run directory path ↔ :class:`omnifuse.workflow.plan.Run`, combination ordering;
 * :mod:`.collect`: fold metrics (and training histories) of many runs → one tidy long frame;
 * :mod:`.stats`: mean ± std summaries and the paired t-test significance marker;
 * :mod:`.style`: :class:`ReportStyle`, appearance only (never the numbers);
@@ -11,5 +11,5 @@ Modules, one job each:
 * :mod:`.embeddings`: Figure 8 (t-SNE of true vs imputed embeddings, from a checkpoint);
 * :mod:`.write`: atomic, deterministic CSV / PNG / PDF writers.
 
-The ``omnifuse report ...`` commands (:mod:`omnifuse.report_commands`) call these functions.
+The ``omnifuse report ...`` commands (:mod:`omnifuse.cli.report`) call these functions.
 """

@@ -2,7 +2,7 @@
 
 Columns (:data:`TIDY_COLUMNS`): ``dataset, task, variant, label, combo, setting, missing_mode,
 missing_rate, fold, metric, value``; ``label`` is the method's display name
-(:data:`omnifuse.experiments.METHOD_LABELS`), ``missing_mode`` is empty for ``complete`` runs, and
+(:data:`omnifuse.workflow.plan.METHOD_LABELS`), ``missing_mode`` is empty for ``complete`` runs, and
 ``metric`` is ``auroc`` or ``auprc`` (the per-fold test scores of ``fold{k}/metrics.json``).
 
 A run's folds are those its ``summary.json`` lists plus every ``fold{k}/`` directory; each must hold a
@@ -21,8 +21,9 @@ from typing import Any
 
 import polars as pl
 
-from omnifuse.experiments import METHOD_LABELS, Run
+from omnifuse.formats.run import Run
 from omnifuse.report.runs import parse_run_dir
+from omnifuse.workflow.plan import METHOD_LABELS
 
 METRICS = ("auroc", "auprc")
 TIDY_COLUMNS = (

@@ -1,8 +1,8 @@
 """Figure 8: t-SNE of true vs imputed embeddings, per modality, for the test samples of one run.
 
 For one fold's checkpoint (default fold 0: each fold's model has its own embedding space, so folds are
-not pooled), the model is rebuilt with :func:`omnifuse.predict.model_from_checkpoint` and fed the test
-fold's samples that have every input modality (cohort ``fold`` = the checkpoint's fold; inputs
+not pooled), the model is rebuilt with :func:`omnifuse.formats.checkpoint.model_from_checkpoint` and fed
+the test fold's samples that have every input modality (cohort ``fold`` = the checkpoint's fold; inputs
 prepared and normalised exactly as ``omnifuse predict`` does). For each input modality m, the true
 embedding is the modality encoder's output v^m, and the imputed one is the forward CRA's output v'^m
 when m alone is removed (replaced by its missing placeholder) and the others stay observed: the same
@@ -47,10 +47,10 @@ def true_and_imputed(
     """(sample ids, modality -> (true (N, d), imputed (N, d))) of the selected test samples."""
     import torch
 
-    from omnifuse.cohort import read_cohort
+    from omnifuse.formats.checkpoint import load_checkpoint, model_from_checkpoint
+    from omnifuse.formats.cohort import read_cohort
     from omnifuse.methods.omnifuse import OmniFuse
-    from omnifuse.predict import _prediction_data, load_checkpoint, model_from_checkpoint
-    from omnifuse.train.normalize import get_normalizer
+    from omnifuse.train.predict import normalized_inputs, prediction_data
 
     path = Path(run_dir) / f"fold{fold}" / "checkpoint.pt"
     if not path.is_file():
@@ -62,7 +62,7 @@ def true_and_imputed(
     inputs_names = tuple(model.spec.inputs)
     if len(inputs_names) < 2:
         raise ReportError(f"{path}: fig8 needs a run with at least two input modalities")
-    data, _ = _prediction_data(ckpt, caches, cohort)
+    data, _ = prediction_data(ckpt, caches, cohort)
     frame, _ = read_cohort(cohort)
     test_fold = int(ckpt.get("fold", fold))
     cols = [data.modalities.index(m) for m in inputs_names]
@@ -72,10 +72,7 @@ def true_and_imputed(
         raise ReportError(
             f"fig8: only {rows.size} test samples of fold {test_fold} have all of {'+'.join(inputs_names)}"
         )
-    inputs = dict(data.x)
-    for m, entry in ckpt.get("normalizers", {}).items():
-        if m in inputs:
-            inputs[m] = get_normalizer(entry["name"]).apply(data.x[m].float(), entry["state"])
+    inputs = normalized_inputs(data, ckpt)
     trues: dict[str, list[np.ndarray]] = {m: [] for m in inputs_names}
     imps: dict[str, list[np.ndarray]] = {m: [] for m in inputs_names}
     with torch.no_grad():

@@ -19,11 +19,12 @@ from typing import Any
 
 import polars as pl
 
-from omnifuse.experiments import COMPLETE, METHOD_LABELS
+from omnifuse.formats.run import COMPLETE
 from omnifuse.report.collect import ReportError
 from omnifuse.report.runs import combo_parts, modality_order, sort_combos
 from omnifuse.report.stats import summarize
 from omnifuse.report.style import ReportStyle
+from omnifuse.workflow.plan import METHOD_LABELS
 
 DEFAULT_STYLE = ReportStyle()
 CURVE_SCHEMA = {

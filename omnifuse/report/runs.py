@@ -1,11 +1,11 @@
-"""Run directories ↔ :class:`omnifuse.experiments.Run`, and the order of modality combinations."""
+"""Run directories ↔ :class:`omnifuse.workflow.plan.Run`, and the order of modality combinations."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from omnifuse.experiments import Run, parse_setting
+from omnifuse.formats.run import Run, parse_setting
 
 
 def parse_run_dir(path: str | Path) -> Run:

@@ -2,7 +2,7 @@
 
 Mean ± sample std (ddof = 1; 0 for a single fold), as in ``summary.json``.
 
-Significance (DESIGN "Evaluation protocol": paired t-test over the fold scores). The reference method
+Significance (docs/design.md "Evaluation protocol": paired t-test over the fold scores). The reference method
 (DWFuse, ``omnifuse-b``) of a combination gets the marker when
 
 1. its mean is strictly higher than every other method's mean, and

@@ -1,5 +1,5 @@
-"""Tables 2, 3 and 4 (DESIGN "Tables"): a human table ("mean ± std" strings, AUROC unless stated) built
-from the tidy frame of :func:`omnifuse.report.collect.collect`; the tidy frame itself (every fold of
+"""Tables 2, 3 and 4 (docs/design.md "Tables"): a human table ("mean ± std" strings, AUROC unless
+stated) built from the tidy frame of :func:`omnifuse.report.collect.collect`; the tidy frame itself (every fold of
 every run, AUROC and AUPRC) is the table's long-form CSV. Only ``complete`` runs enter the tables.
 
 * Table 2 (modality competition): per (dataset, task) and multi-modality combination, the dominated
@@ -21,10 +21,11 @@ from typing import Any
 
 import polars as pl
 
-from omnifuse.experiments import COMPLETE, ROW_LABELS, TABLE4_ROWS, Run, table4_variant
+from omnifuse.formats.run import COMPLETE, Run
 from omnifuse.report.collect import ReportError, method_label
 from omnifuse.report.runs import combo_parts, sort_combos
 from omnifuse.report.stats import format_mean_std, significance, summarize
+from omnifuse.workflow.plan import ROW_LABELS, TABLE4_ROWS, table4_variant
 
 Key = tuple[str, str, str, str, str]  # dataset, task, variant, combo, metric
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from omnifuse.io import atomic_path
+from omnifuse.formats.atomic import atomic_path
 
 # no timestamps or tool versions in the files: the same numbers give byte-identical outputs
 PDF_METADATA = {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}

@@ -26,12 +26,19 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from omnifuse.methods import method_class
+from omnifuse.formats.checkpoint import to_bytes
+from omnifuse.formats.run import (
+    combo_name,
+    predictions_metadata,
+    predictions_table,
+    summarize_run,
+    write_fold,
+)
 from omnifuse.methods.base import MethodConfig, config_from_dict
+from omnifuse.methods.registry import method_class
 from omnifuse.train.config import TrainConfig, load_config_file, split_overrides
-from omnifuse.train.data import RunData, combo_name, load_run_data
+from omnifuse.train.data import RunData, load_run_data
 from omnifuse.train.loop import FitContext, FoldResult, fit_fold
-from omnifuse.train.outputs import predictions_metadata, predictions_table, summarize_run, write_fold
 
 log = logging.getLogger("omnifuse.train")
 
@@ -51,7 +58,7 @@ __all__ = [
 def all_defaults() -> dict[str, Any]:
     """Every stage-2 default: ``{"train": {...}, "methods": {name: {...}}}`` (what a config schema for
     training mirrors; the dataclasses are the single source)."""
-    from omnifuse.methods import METHODS
+    from omnifuse.methods.registry import METHODS
 
     return {
         "train": TrainConfig().to_dict(),
@@ -79,7 +86,7 @@ def write_fold_result(data: RunData, result: FoldResult, out_dir: Path) -> None:
         pred_metadata=predictions_metadata(data.meta, data.modalities),
         metrics=result.metrics,
         history=result.history,
-        checkpoint=result.checkpoint,
+        checkpoint=to_bytes(result.checkpoint),
     )
     log.info("wrote %s", out_dir / f"fold{result.fold}")
 
@@ -195,7 +202,7 @@ def train(
     if out_dir is not None:
         summary = summarize_run(out_dir, config)
     else:
-        from omnifuse.evaluate import summarize_folds
+        from omnifuse.metrics import summarize_folds
 
         summary = {**summarize_folds([r.metrics for r in results]), "folds": fold_list, **config}
     summary["results"] = results

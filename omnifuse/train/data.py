@@ -1,8 +1,8 @@
 """The stage-2 dataset: a cohort table joined with its modality caches, held in memory as tensors.
 
-:func:`load_run_data` reads the cohort (``omnifuse.cohort.read_cohort``) and one cache per modality
-(``omnifuse.features.cache.read_cache``, aligned to the cohort's sample ids) and applies the run's
-sample and modality semantics (DESIGN "Evaluation protocol"):
+:func:`load_run_data` reads the cohort (``omnifuse.formats.cohort.read_cohort``) and one cache per modality
+(``omnifuse.formats.cache.read_cache``, aligned to the cohort's sample ids) and applies the run's
+sample and modality semantics (docs/design.md "Evaluation protocol"):
 
 * availability of modality m for a sample = cohort ``has_<m>`` AND cache ``present``;
 * ``cohort_mode: paired`` keeps the samples that have every modality of the task (every cohort
@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import polars as pl
 import torch
 
-from omnifuse.cohort import CohortMeta, read_cohort
-from omnifuse.features.cache import CacheError, read_cache
+from omnifuse.formats.cache import FeatureCache, cohort_availability, load_for_cohort
+from omnifuse.formats.cohort import CohortMeta, read_cohort
+from omnifuse.formats.run import combo_name
 from omnifuse.methods.base import Batch
 from omnifuse.train.missingness import simulate_missing
 
@@ -54,30 +54,10 @@ def parse_combo(combo: str | Sequence[str] | None, universe: Sequence[str]) -> t
     return tuple(m for m in universe if m in names)
 
 
-def combo_name(modalities: Sequence[str]) -> str:
-    return "+".join(modalities)
-
-
 def label_tensor(frame: pl.DataFrame, meta: CohortMeta) -> torch.Tensor:
     if meta.kind == "multiclass":
         return torch.as_tensor(frame[meta.label_columns[0]].to_numpy().astype(np.int64))
     return torch.as_tensor(frame.select(meta.label_columns).to_numpy().astype(np.float32))
-
-
-def cache_presence(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, present) of a cache without loading its data."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"feature cache not found: {path}")
-    try:
-        with h5py.File(path, "r") as f:
-            ids = np.asarray(
-                [s.decode() if isinstance(s, bytes) else str(s) for s in f["ids"][()]], dtype=object
-            )
-            present = f["present"][()].astype(bool)
-    except (OSError, KeyError) as exc:
-        raise CacheError(f"{path}: not a readable feature cache ({exc})") from exc
-    return ids, present
 
 
 @dataclass
@@ -184,34 +164,19 @@ def load_run_data(
 
     # availability of every given cache (data loaded only for the model's modalities)
     avail: dict[str, np.ndarray] = {}
-    loaded = {}
+    loaded: dict[str, FeatureCache] = {}
     for m in universe:
         has = frame[f"has_{m}"].to_numpy().astype(bool)
         if m in modalities:
-            cache = read_cache(caches[m], modality=m)
+            loaded[m] = load_for_cohort(caches[m], m, ids, has)
+            avail[m] = loaded[m].present
             log.info(
                 "read %s cache %s: %d rows, (L, D) = (%d, %d)",
-                m,
-                caches[m],
-                len(cache),
-                cache.seq_len,
-                cache.dim,
-            )
-            cache_ids, cache_present = cache.ids, cache.present
+                m, caches[m], len(loaded[m]), loaded[m].seq_len, loaded[m].dim,
+            )  # fmt: skip
         else:
-            cache_ids, cache_present = cache_presence(caches[m])
+            avail[m] = cohort_availability(caches[m], m, ids, has)
             log.info("read %s availability from %s (imputation target not used by this run)", m, caches[m])
-        pos = {s: i for i, s in enumerate(cache_ids)}
-        absent = [s for s, h in zip(ids, has, strict=True) if h and s not in pos]
-        if absent:
-            raise CacheError(
-                f"{caches[m]}: no row for {len(absent)} sample(s) the cohort says have {m}, "
-                f"e.g. {absent[:3]}; was the cache built for another cohort?"
-            )
-        rows = np.fromiter((pos.get(s, -1) for s in ids), dtype=np.int64, count=n)
-        avail[m] = has & (rows >= 0) & cache_present[np.maximum(rows, 0)]
-        if m in modalities:
-            loaded[m] = cache.align(ids, allow_missing=True)
 
     keep = np.ones(n, dtype=bool)
     if cohort_mode == "paired":

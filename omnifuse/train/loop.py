@@ -1,6 +1,6 @@
 """One generic trainer for every fusion method: one fold of cross-validation.
 
-Per fold k (DESIGN "Evaluation protocol"): fold k is the test set; the other folds are the training
+Per fold k (docs/design.md "Evaluation protocol"): fold k is the test set; the other folds are the training
 part, of which 10 % of the patients (stratified by label) form the inner validation set for early
 stopping (and, if the method asks for it, another patient-level slice is held out for the method).
 Inputs are normalised with statistics of the training part (``train.normalize``). Adam with the
@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from omnifuse.evaluate import compute_metrics
-from omnifuse.methods import build_method
+from omnifuse.formats.checkpoint import make_checkpoint
 from omnifuse.methods.base import Batch, FusionMethod, MethodConfig, ModelSpec
+from omnifuse.methods.registry import build_method
+from omnifuse.metrics import compute_metrics
 from omnifuse.train.config import TrainConfig
 from omnifuse.train.data import RunData
 from omnifuse.train.normalize import get_normalizer
@@ -330,18 +331,9 @@ def fit_fold(
         "missing_modality": cfg.missing_modality,
         "cohort_mode": cfg.cohort_mode,
     }
-    checkpoint = {
-        "format": "omnifuse-checkpoint-1",
-        "method": method,
-        "method_config": method_cfg.to_dict(),
-        "spec": spec.to_dict(),
-        "train_config": cfg.to_dict(),
-        "normalizers": norm_states,
-        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-        "fold": fold,
-        "best_epoch": best_epoch,
-        "cohort_meta": data.meta.to_json(),
-    }
+    checkpoint = make_checkpoint(
+        model, method, method_cfg, cfg.to_dict(), norm_states, data.meta, fold, best_epoch
+    )
     log.info(
         "fold %d: test AUROC %.4f AUPRC %.4f (best epoch %d of %d, %.1f s)",
         fold, metrics["auroc"], metrics["auprc"], best_epoch, len(ctx.history), wall,
@@ -366,11 +358,3 @@ def _auroc_defined(y: np.ndarray, kind: str) -> bool:
         return len(np.unique(y)) >= 2
     y2 = y.reshape(y.shape[0], -1)
     return bool(((y2.min(0) == 0) & (y2.max(0) == 1)).any())
-
-
-def method_config_for(
-    method_cls: type[FusionMethod], raw: Mapping[str, Any] | MethodConfig | None
-) -> MethodConfig:
-    from omnifuse.methods.base import config_from_dict
-
-    return raw if isinstance(raw, MethodConfig) else config_from_dict(method_cls.Config, raw)

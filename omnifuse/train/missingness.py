@@ -1,4 +1,4 @@
-"""Simulated missingness for the missing-rate sweeps (DESIGN "Evaluation protocol", Figs. 4-6).
+"""Simulated missingness for the missing-rate sweeps (docs/design.md "Evaluation protocol", Figs. 4-6).
 
 At rate r each sample independently loses one of its input modalities with probability r: a named one
 (if the sample has it), or one chosen uniformly among the modalities it has (``"random"``). A sample never

@@ -1,7 +1,7 @@
 """Per-fold input normalisation, one pluggable step per modality (the hook the EHR stage plugs into).
 
 The EHR cache holds raw discretized values (N, steps, 76); the trainer z-scores the 12 continuous
-channels per fold with statistics from the training part of the fold only (issue 3). Which normaliser a
+channels per fold with statistics from the training part of the fold only. Which normaliser a
 modality gets comes from ``train.normalize`` (``("ehr=ehr_zscore",)`` by default); a normaliser is any
 object with
 
@@ -10,11 +10,11 @@ object with
   dict of tensors (it is stored in the checkpoint, so predictions reuse it);
 * ``apply(data, state) -> data``.
 
-Register one with :func:`register_normalizer` (e.g. from ``omnifuse.features.ehr``) to replace a built-in.
+Register one with :func:`register_normalizer` (e.g. from ``omnifuse.cohorts.ehr``) to replace a built-in.
 
 Built-ins: ``none``; ``zscore`` (every channel); ``ehr_zscore`` (the continuous channels of the EHR
 cache: those named in the cache's preprocessing attrs: ``continuous_channels`` or ``continuous_columns``
-(indices, what ``omnifuse.features.ehr`` records), or ``columns`` / ``channels`` as one name per column,
+(indices, what ``omnifuse.cohorts.ehr`` records), or ``columns`` / ``channels`` as one name per column,
 where a name without ``->`` that is not a ``mask->`` column is continuous;
 otherwise, for 76 channels, the mimic3-benchmarks reference layout: indices 2, 3 and 49-58).
 Statistics are over the valid steps; a channel with zero variance keeps std 1.

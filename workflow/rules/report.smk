@@ -1,21 +1,11 @@
 # Stage 3: the paper's tables and figures from the run directories (omnifuse/report/):
 #   results/table{2,3,4}.csv, results/figures/fig{2,4,5,6,7,8}.{png,pdf}, and behind each one a tidy
 #   long-form CSV results/tidy/{name}.csv (one row per run, fold and metric: AUROC and AUPRC).
-# Only the `report` section (styling) and omnifuse/report/ feed these jobs besides the runs: changing the
+# Only the `report` section (styling) and the report code feed these jobs besides the runs: changing the
 # styling reruns the reports and nothing else. Captions (workflow/report/*.rst) state the data source and
 # the encoder weights of the datasets each artefact reads.
 
-REPORT_CODE = code_hash(
-    "omnifuse/report",
-    "omnifuse/report_commands.py",
-    "omnifuse/experiments.py",
-    "omnifuse/predict.py",  # fig8 rebuilds the model from a checkpoint
-    "omnifuse/io.py",
-)
-REPORT_COMMON = dict(
-    style=cli_flags(config["report"]),
-    code=REPORT_CODE,
-)
+REPORT_STYLE = cli_flags(config["report"])
 
 
 rule table:
@@ -34,7 +24,8 @@ rule table:
     wildcard_constraints:
         name="table[234]",
     params:
-        **REPORT_COMMON,
+        style=REPORT_STYLE,
+        code=CODE["table"],
         args=lambda w: stage2.report_arguments(config, w.name),
         source=lambda w: stage2.provenance(config, w.name),
     shell:
@@ -59,7 +50,8 @@ rule figure:
     wildcard_constraints:
         name="fig[24567]",
     params:
-        **REPORT_COMMON,
+        style=REPORT_STYLE,
+        code=CODE["figure"],
         source=lambda w: stage2.provenance(config, w.name),
     shell:
         "omnifuse report {wildcards.name} $(printf -- '--run %s ' {input.runs:q})"
@@ -82,7 +74,8 @@ rule figure_embeddings:
     log:
         "logs/report/fig8.log",
     params:
-        **REPORT_COMMON,
+        style=REPORT_STYLE,
+        code=CODE["fig8"],
         caches=lambda w, input: stage2.cache_flags(
             {k: v for k, v in input.items() if k != "runs"}
         ),

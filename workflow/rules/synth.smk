@@ -1,38 +1,9 @@
 # Synthetic cohorts in the real raw layouts (the demo data; real users skip these rules).
 
-SYNTH_COMMON = (
-    "omnifuse/data/synth/rng.py",
-    "omnifuse/data/synth/commands.py",
-    "omnifuse/io.py",
-)
-SYNTH_CODE = {
-    "mimic": code_hash(
-        *SYNTH_COMMON,
-        "omnifuse/data/synth/population.py",
-        "omnifuse/data/synth/mimic.py",
-        "omnifuse/data/synth/mimic_events.py",
-        "omnifuse/data/synth/mimic_tables.py",
-        "omnifuse/data/synth/mimic_cxr.py",
-        "omnifuse/data/synth/cxr_findings.py",
-        "omnifuse/data/synth/cxr_image.py",
-        "omnifuse/data/synth/cxr_report.py",
-        "omnifuse/data/mimic_items.py",
-        "omnifuse/data/mimic_schema.py",
-        "omnifuse/data/phenotypes.py",
-        "omnifuse/resources/phenotypes_demo.yaml",
-        "omnifuse/resources/icd_titles_demo.csv",
-    ),
-    "lung": code_hash(
-        *SYNTH_COMMON,
-        "omnifuse/data/synth/lung.py",
-        "omnifuse/data/synth/lung_report.py",
-    ),
-}
-
 
 rule synth_mimic:
     output:
-        root=directory(synthetic_dir("mimic")),
+        root=directory(config["synthetic"]["mimic"]["out"]),
     log:
         "logs/synth/mimic.log",
     benchmark:
@@ -40,7 +11,7 @@ rule synth_mimic:
     threads: 2
     params:
         flags=cli_flags(config["synthetic"]["mimic"]["options"]),
-        code=SYNTH_CODE["mimic"],
+        code=CODE["synth/mimic"],
     shell:
         "omnifuse synth mimic --out {output.root} --overwrite --workers {threads} --no-progress"
         " {params.flags} > {log} 2>&1"
@@ -48,7 +19,7 @@ rule synth_mimic:
 
 rule synth_lung:
     output:
-        root=directory(synthetic_dir("lung")),
+        root=directory(config["synthetic"]["lung"]["out"]),
     log:
         "logs/synth/lung.log",
     benchmark:
@@ -56,7 +27,7 @@ rule synth_lung:
     threads: 2
     params:
         flags=cli_flags(config["synthetic"]["lung"]["options"]),
-        code=SYNTH_CODE["lung"],
+        code=CODE["synth/lung"],
     shell:
         "omnifuse synth lung --out {output.root} --overwrite --workers {threads}"
         " {params.flags} > {log} 2>&1"

@@ -1,36 +1,13 @@
 # Stage 2: one job per run = method variant x dataset/task x modality combination x missingness setting,
-# training and testing all folds of the cohort (DESIGN.md "Evaluation protocol"):
+# training and testing all folds of the cohort (docs/design.md, "Stage 2"):
 #   results/{dataset}/runs/{task}/{variant}/{combo}/{setting}/fold{k}/ + summary.json
 # The run directory is the output (stale folds of an earlier config never survive a rerun). Which runs
-# exist follows from the `experiments` section (omnifuse/experiments.py); their settings from `train`,
+# exist follows from the `experiments` section (omnifuse/workflow/plan.py); their settings from `train`,
 # `encoders` and `methods.<method>`, passed as one param per job, so that changing one method's settings
 # reruns that method's runs only. Jobs use 1 thread (folds in sequence): --cores N runs N of them at once;
 # a profile may raise it with set-threads (folds then train in parallel processes).
 
-import omnifuse.experiments_workflow as stage2
-
-_TRAIN_COMMON = (
-    "omnifuse/train/__init__.py",
-    "omnifuse/train/config.py",
-    "omnifuse/train/data.py",
-    "omnifuse/train/loop.py",
-    "omnifuse/train/missingness.py",
-    "omnifuse/train/normalize.py",
-    "omnifuse/train/outputs.py",
-    "omnifuse/train/splits.py",
-    "omnifuse/train_commands.py",
-    "omnifuse/methods/__init__.py",
-    "omnifuse/methods/base.py",
-    "omnifuse/nn",
-    "omnifuse/evaluate.py",
-    "omnifuse/cohort.py",
-    "omnifuse/features/cache.py",
-    "omnifuse/io.py",
-)
-TRAIN_CODE = {
-    method: code_hash(*_TRAIN_COMMON, f"omnifuse/methods/{method}.py")
-    for method in {m for m, _ in stage2.variants().values()}
-}
+import omnifuse.workflow.runs as stage2
 
 
 rule train:
@@ -52,7 +29,7 @@ rule train:
         method=stage2.method_of,
         overrides=lambda w: stage2.train_arguments(stage2.train_settings(config, w)),
         caches=lambda w, input: stage2.cache_flags(input),
-        code=lambda w: TRAIN_CODE[stage2.method_of(w)],
+        code=lambda w: CODE[f"train/{stage2.method_of(w)}"],  # only its own method's file
     shell:
         "omnifuse train --cohort {input.cohort} {params.caches} --method {params.method}"
         " --combo {wildcards.combo} --out {output.run} --workers {threads}"

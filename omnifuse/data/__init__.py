@@ -1,1 +1,0 @@
-"""Raw-data readers and synthetic cohort generators."""

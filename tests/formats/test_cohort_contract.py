@@ -1,0 +1,60 @@
+"""The cohort-table contract: self-describing parquet, validated on write and read."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from omnifuse.formats.cohort import CohortError, CohortMeta, read_cohort, write_cohort
+
+META = CohortMeta("mimic", "ihm", "binary", ("y_ihm",), ("in-hospital mortality",), ("ehr", "cxr"), 2)
+
+
+def frame(**overrides):
+    base = {
+        "sample_id": ["1", "2", "3", "4"], "patient_id": ["a", "a", "b", "c"], "fold": [0, 0, 1, 1],
+        "y_ihm": [0, 1, 0, 0], "has_ehr": [True] * 4, "has_cxr": [True, False, True, False],
+    }  # fmt: skip
+    base.update(overrides)
+    return pl.DataFrame(base)
+
+
+def test_round_trip_keeps_rows_and_task_description(tmp_path):
+    write_cohort(tmp_path / "ihm.parquet", frame(), META)
+    back, meta = read_cohort(tmp_path / "ihm.parquet")
+    assert meta == META and back.equals(frame())
+    assert meta.n_outputs == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"fold": [0, 1, 1, 1]}, "patient 'a' appears in more than one fold"),
+        ({"sample_id": ["1", "1", "3", "4"]}, "duplicate sample_id '1'"),
+        ({"y_ihm": [0, 2, 0, 0]}, "label y_ihm of sample '2'"),
+        ({"y_ihm": [0, None, 0, 0]}, "label y_ihm is missing for sample '2'"),
+        ({"fold": [0, 0, 2, 2]}, "outside 0..1"),
+        ({"has_cxr": [1, 0, 1, 0]}, "has_cxr must be a boolean"),
+    ],
+)
+def test_broken_tables_are_refused_naming_the_culprit(tmp_path, overrides, message):
+    with pytest.raises(CohortError, match=message):
+        write_cohort(tmp_path / "bad.parquet", frame(**overrides), META)
+    assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_missing_columns_and_foreign_files(tmp_path):
+    with pytest.raises(CohortError, match=r"missing column\(s\) \['has_cxr'\]"):
+        write_cohort(tmp_path / "x.parquet", frame().drop("has_cxr"), META)
+    frame().write_parquet(tmp_path / "plain.parquet")
+    with pytest.raises(CohortError, match=r"no .omnifuse\.cohort. metadata"):
+        read_cohort(tmp_path / "plain.parquet")
+
+
+def test_meta_rules():
+    with pytest.raises(CohortError, match="exactly one label column"):
+        CohortMeta("lung", "subtype", "multiclass", ("y_a", "y_b"), ("L1", "L2"), ("ct",), 5)
+    multi = CohortMeta("lung", "subtype", "multiclass", ("y_subtype",), ("L1", "L2", "L3"), ("ct", "pet"), 5)
+    assert multi.n_outputs == 3
+    with pytest.raises(CohortError, match="modalities"):
+        CohortMeta("x", "t", "binary", ("y_t",), ("t",), ("mri",), 5)
