@@ -9,7 +9,7 @@
 * ``has_<modality>`` (bool) for every modality of the dataset: natural availability;
 * any other columns a stage needs (stay times, paired study ids, relative file paths, ...).
 
-The task description travels inside the parquet file as key-value metadata (``omnifuse.formats.cohort``), so a
+The task description travels inside the parquet file as key-value metadata (``omnifuse.cohort``), so a
 cohort file is self-describing: :func:`read_cohort` returns it as :class:`CohortMeta`. Both writing and
 reading validate the invariants and name the offending sample, patient or column.
 """
@@ -25,7 +25,7 @@ import polars as pl
 
 from omnifuse.formats.atomic import atomic_path
 
-METADATA_KEY = "omnifuse.formats.cohort"
+METADATA_KEY = "omnifuse.cohort"
 TASK_KINDS = ("binary", "multilabel", "multiclass")
 MODALITIES = ("ehr", "cxr", "rep", "ct", "pet")
 
