@@ -1,9 +1,10 @@
 # Stage 1: frozen encoders -> one HDF5 cache per modality and cohort (DESIGN.md "Feature cache"):
 #   results/{dataset}/features/{task}/{cxr,rep,ct,pet}.h5 and {modality}.report.csv next to it.
 # Each job reads the cohort table (results/{dataset}/cohorts/{task}.parquet, made by the cohort
-# rules) and the raw files it names. Jobs request `gpu=1` when features.device may use CUDA: a
-# GPU profile (workflow/profiles/slurm) turns that into a GPU request; locally Snakemake limits GPU
-# jobs only if you pass --resources gpu=N.
+# rules) and the raw files it names. Jobs request `gpu=1` only with features.device: cuda (a cluster
+# profile turns that into a GPU request; locally Snakemake limits GPU jobs only with --resources gpu=N).
+# With `auto` they use a GPU where their node shows one: a profile's set-resources routes them to GPU
+# nodes (README "Running on a cluster").
 
 from omnifuse.features.workflow import (
     feature_gpu,
