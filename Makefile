@@ -20,7 +20,7 @@ test-deps:
 	@bash scripts/slurm_local.sh install --if-possible
 
 lint: setup
-	$(VENV)/bin/ruff check omnifuse tests scripts
-	$(VENV)/bin/ruff format --check omnifuse tests scripts
+	$(VENV)/bin/ruff check omnifuse tests scripts workflow/profiles
+	$(VENV)/bin/ruff format --check omnifuse tests scripts workflow/profiles
 	$(VENV)/bin/snakefmt --check workflow
 	$(VENV)/bin/python scripts/lint_workflow.py

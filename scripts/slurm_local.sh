@@ -22,6 +22,7 @@
 # `start` stops a cluster left behind in the same folder by a killed run first. Run as root: the daemons
 # run as root (SlurmUser=root) and the jobs as the submitting user.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin" # the daemons live in sbin, which a user's PATH may lack
 
 DIR=${OMNIFUSE_SLURM_DIR:-${TMPDIR:-/tmp}/omnifuse-slurm}
 PORT=${OMNIFUSE_SLURM_PORT:-16817}
@@ -51,13 +52,13 @@ cmd_install() { # [--if-possible]: where the packages cannot be installed, say w
   fi
   local why=""
   if [ "$(id -u)" -ne 0 ]; then
-    why="installing them needs root"
+    why="installing it needs root"
   elif ! command -v apt-get >/dev/null; then
-    why="apt-get is not available (Debian/Ubuntu packages: ${PACKAGES[*]})"
+    why="apt-get is not available to install it (Debian/Ubuntu packages: ${PACKAGES[*]})"
   fi
   if [ -n "$why" ]; then
-    [ -n "$soft" ] || die "slurmctld/slurmd/munged are missing and $why"
-    echo "slurm_local: SLURM is not installed and $why: the cluster tests will be skipped" >&2
+    [ -n "$soft" ] || die "SLURM (slurmctld, slurmd, munged) is not installed and $why"
+    echo "slurm_local: SLURM (slurmctld, slurmd, munged) is not installed and $why: the cluster tests will be skipped" >&2
     return 0
   fi
   echo "slurm_local: installing ${PACKAGES[*]} with apt-get (log: $log)" >&2
