@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import fcntl
-import hashlib
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from hashlib import sha256
 from pathlib import Path
 
 import h5py
@@ -164,23 +164,12 @@ class LocalRun:
     def __init__(self, work: Path) -> None:
         self.work = work
         write_config(work, cluster_config())
-        cmd = [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(SNAKEFILE),
-            "-d",
-            str(work),
-            "--cores",
-            "2",
-            TARGET,
-        ]
+        # nice: the local run takes the CPU the cluster jobs leave while the executor waits on them
+        cmd = ["nice", "-n", "10", sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(work),
+               "--cores", "2", TARGET]  # fmt: skip
         self.log = work.parent / "local-run.out"
         with self.log.open("w") as fh:
-            self.proc = subprocess.Popen(
-                cmd, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(10)
-            )
+            self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
 
     def result(self) -> Path:
         if self.proc.wait(timeout=900) != 0:
@@ -293,7 +282,7 @@ def extraction_rules(work: Path, profile: Path, cluster: Cluster) -> list[str]:
 
 def _h5_digest(path: Path) -> str:
     """Content of a feature cache: its datasets and attributes, less the extraction time."""
-    digest = hashlib.sha256()
+    digest = sha256()
     with h5py.File(path) as f:
         for key in sorted(set(f.attrs) - {"created"}):
             digest.update(f"{key}={f.attrs[key]!r}".encode())
@@ -322,8 +311,8 @@ def deterministic_outputs(work: Path) -> dict[str, str]:
     for pattern in patterns:
         for path in work.glob(pattern):
             if path.is_file() and not path.name.startswith(".snakemake"):
-                digest = _h5_digest(path) if path.suffix == ".h5" else hashlib.sha256(path.read_bytes())
-                out[str(path.relative_to(work))] = digest if isinstance(digest, str) else digest.hexdigest()
+                digest = _h5_digest(path) if path.suffix == ".h5" else sha256(path.read_bytes()).hexdigest()
+                out[str(path.relative_to(work))] = digest
     return out
 
 
