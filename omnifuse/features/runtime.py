@@ -50,9 +50,12 @@ class Runtime:
                 with torch.autocast(self.device.type, dtype=dtype):
                     yield
 
+    def gpu_name(self) -> str:
+        """The GPU model in use ("" on CPU)."""
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else ""
+
     def describe(self) -> str:
-        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
-        return f"{self.device.type} ({name}), {self.precision}"
+        return f"{self.device.type} ({self.gpu_name() or 'cpu'}), {self.precision}"
 
 
 def cpu_supports_bf16() -> bool:

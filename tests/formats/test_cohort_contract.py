@@ -47,7 +47,7 @@ def test_missing_columns_and_foreign_files(tmp_path):
     with pytest.raises(CohortError, match=r"missing column\(s\) \['has_cxr'\]"):
         write_cohort(tmp_path / "x.parquet", frame().drop("has_cxr"), META)
     frame().write_parquet(tmp_path / "plain.parquet")
-    with pytest.raises(CohortError, match=r"no .omnifuse\.cohort. metadata"):
+    with pytest.raises(CohortError, match=r"no .omnifuse\.formats\.cohort. metadata"):
         read_cohort(tmp_path / "plain.parquet")
 
 
