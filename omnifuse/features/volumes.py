@@ -266,6 +266,22 @@ def series_problems(
     return SeriesProblems(missing, repeated, len(no_pixels), tuple(details))
 
 
+def _gap_keys(
+    keys: list[float], no_pixels: list[pydicom.Dataset], normal: np.ndarray, by_position: bool
+) -> list[float]:
+    """Slice positions for the gap check: the image slices' and those of slices without pixel data
+    (counted once, as such, not again as a gap); none when the series has no positions."""
+    if not by_position:
+        return []
+    extra = []
+    for ds in no_pixels:
+        try:
+            extra.append(float(np.dot([float(v) for v in ds.ImagePositionPatient], normal)))
+        except (AttributeError, TypeError, ValueError):
+            continue
+    return keys + extra
+
+
 def check_series(
     folder: Path, problems: SeriesProblems, allow_missing_slices: bool, notes: list[str]
 ) -> None:
@@ -308,7 +324,8 @@ def read_dicom_series(folder: str | Path, modality: str = "ct", allow_missing_sl
         keys = [float(ds.InstanceNumber) for ds in datasets]
         by_position = False
         notes.append("no ImagePositionPatient: ordered by InstanceNumber, axial orientation assumed")
-    check_series(folder, series_problems(keys if by_position else [], no_pixels), allow_missing_slices, notes)
+    check_series(folder, series_problems(_gap_keys(keys, no_pixels, normal, by_position), no_pixels),
+                 allow_missing_slices, notes)  # fmt: skip
     order = sorted(range(len(datasets)), key=lambda i: (keys[i], int(datasets[i].get("InstanceNumber", 0))))
     kept, seen = [], set()
     for i in order:
