@@ -31,7 +31,7 @@ from omnifuse.cohorts.mimic.sources import reading
 from omnifuse.cohorts.mimic.stays import StayRules, apply_rules, icu_stays, ihm_stays, pheno_stays
 from omnifuse.cohorts.mimic.tables import HospitalTables, SourceError
 from omnifuse.cohorts.phenotypes import load_phenotypes
-from omnifuse.formats.cohort import CohortMeta
+from omnifuse.formats.cohort import CohortMeta, synthetic_root
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def build_mimic_cohort(
     frame = assign_folds(
         frame, ts.label_columns, ts.kind, options.n_folds, options.seed, options.split_file or None
     )
-    extra = _jsonable({**ts.extra, "exclusions": removed})
+    extra = _jsonable({**ts.extra, "exclusions": removed, **data_origin(src)})
     meta = CohortMeta(
         dataset=src.name,
         task=task,
@@ -255,7 +255,12 @@ def build_manifest_cohort(
         modalities=src.modalities,
         n_folds=options.n_folds,
         extra=_jsonable(
-            {"source": str(src.manifest), "options": asdict(options), "label_column": src.label_column}
+            {
+                "source": str(src.manifest),
+                "options": asdict(options),
+                "label_column": src.label_column,
+                **data_origin(src),
+            }
         ),
     )
     _log_cohort(frame, meta, {"manifest_rows": frame.height})
@@ -271,6 +276,14 @@ def build_cohort(
     if src.kind == "manifest":
         return build_manifest_cohort(src, task, options)
     raise ValueError(f"unknown dataset kind {src.kind!r}")
+
+
+def data_origin(src: DatasetSources) -> dict[str, Any]:
+    """``synthetic``: whether every source the cohort reads is an ``omnifuse synth`` output (found by
+    its marker file, not by the config), and ``sources``: the paths read. Captions and reports take
+    the data's origin from here."""
+    paths = [p for p in (src.ehr_path, src.cxr_path, src.reports_path, src.manifest) if p]
+    return {"synthetic": bool(paths) and all(synthetic_root(p) for p in paths), "sources": paths}
 
 
 def _jsonable(extra: dict[str, Any]) -> dict[str, Any]:

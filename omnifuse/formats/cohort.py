@@ -32,6 +32,7 @@ import polars as pl
 
 from omnifuse.formats.atomic import atomic_path
 
+SYNTH_MARKER = "synth_info.json"  # written at the root of every `omnifuse synth` output
 METADATA_KEY = "omnifuse.formats.cohort"
 DIGEST_KEY = "omnifuse.formats.cohort.sha256"
 # columns besides ids, folds, labels and availability whose change changes what a cache must hold
@@ -136,6 +137,16 @@ def validate_cohort(frame: pl.DataFrame, meta: CohortMeta, where: str = "cohort"
     for m in meta.modalities:
         if frame[f"has_{m}"].dtype != pl.Boolean or frame[f"has_{m}"].null_count():
             raise CohortError(f"{where}: has_{m} must be a boolean column without missing values")
+
+
+def synthetic_root(path: str | Path) -> Path | None:
+    """The folder at or above ``path`` that holds an ``omnifuse synth`` output (its
+    :data:`SYNTH_MARKER`), or None: real data."""
+    p = Path(path).absolute()
+    for folder in (p, *p.parents):
+        if (folder / SYNTH_MARKER).is_file():
+            return folder
+    return None
 
 
 def window_of(meta: CohortMeta) -> str:

@@ -143,13 +143,18 @@ PROVENANCE_ATTRS = (
 
 
 def input_provenance(
-    ref: CohortRef, caches: Mapping[str, str | Path], attrs: Mapping[str, Mapping[str, Any]]
+    ref: CohortRef,
+    caches: Mapping[str, str | Path],
+    attrs: Mapping[str, Mapping[str, Any]],
+    meta: CohortMeta,
 ) -> dict[str, Any]:
-    """What a run read (for its summary): the cohort's identity and, per loaded cache, its path and the
-    attributes that change the numbers (encoder, weights, preprocessing, device, precision, machine)."""
+    """What a run read (for its summary): the cohort's identity and data origin (``synthetic``, as the
+    cohort builder found it) and, per loaded cache, its path and the attributes that change the numbers
+    (encoder, weights, preprocessing, device, precision, machine)."""
     return {
         "cohort": {"path": ref.path, "sha256": ref.sha256, "dataset": ref.dataset, "task": ref.task,
-                   "window": ref.window},
+                   "window": ref.window, "synthetic": meta.extra.get("synthetic"),
+                   "sources": meta.extra.get("sources")},
         "caches": {
             m: {"path": str(caches[m]), **{k: str(a[k]) for k in PROVENANCE_ATTRS if k in a}}
             for m, a in attrs.items()
@@ -245,7 +250,7 @@ def load_run_data(
         "n_kept": len(rows),
         "dropped_per_modality": {m: int(dropped[:, j].sum()) for j, m in enumerate(modalities)},
         "observed_per_modality": {m: int(observed[:, j].sum()) for j, m in enumerate(modalities)},
-        "provenance": input_provenance(ref, caches, attrs),
+        "provenance": input_provenance(ref, caches, attrs, meta),
     }
     return RunData(
         meta=meta,
