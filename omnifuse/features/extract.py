@@ -26,7 +26,7 @@ from omnifuse.features.engine import EngineOptions, Sample, run_extraction
 from omnifuse.features.inputs import inputs_digest as keyed_inputs_digest
 from omnifuse.features.inputs import with_keys
 from omnifuse.features.options import ExtractOptions
-from omnifuse.features.runtime import auto_workers, resolve_runtime, set_threads
+from omnifuse.features.runtime import auto_workers, cpu_capability, resolve_runtime, set_threads
 from omnifuse.formats.cohort import cohort_ref, read_cohort
 from omnifuse.hostinfo import host_info
 
@@ -91,7 +91,7 @@ def extract(
         "inputs_sha256": inputs_digest(samples, root),
         "source_root": str(root),
         **cohort_ref(cohort).cache_attrs(),
-        **host_info(runtime.gpu_name(), torch_threads=threads),
+        **host_info(runtime.gpu_name(), torch_threads=threads, cpu_capability=cpu_capability()),
         "torch_version": str(torch.__version__),
     }
     module_setup = MODALITY_MODULES[modality].setup(modality, samples, opts, runtime)
