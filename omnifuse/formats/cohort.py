@@ -173,7 +173,10 @@ def cohort_digest(frame: pl.DataFrame, meta: CohortMeta) -> str:
         "columns": columns,
     }
     digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
-    table = frame.select(pl.col(c).cast(pl.String) for c in columns)
+    table = frame.select(
+        (pl.col(c).dt.epoch("us") if frame[c].dtype.is_temporal() else pl.col(c)).cast(pl.String).alias(c)
+        for c in columns
+    )  # times as integers: the digest must not depend on how a polars version prints them
     digest.update(table.write_csv(include_header=False, null_value="\\N").encode("utf-8"))
     return digest.hexdigest()
 

@@ -137,8 +137,8 @@ class RunData:
 
 
 PROVENANCE_ATTRS = (
-    "encoder", "weights", "preprocessing", "dtype", "device", "precision", "host_cpu", "host_gpu",
-    "torch_version", "inputs_sha256", "omnifuse_version",
+    "encoder", "weights", "preprocessing", "device", "precision", "host_cpu", "host_gpu", "cpu_capability",
+    "torch_threads", "torch_version", "inputs_sha256", "omnifuse_version",
 )  # fmt: skip
 
 
