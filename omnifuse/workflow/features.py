@@ -74,6 +74,7 @@ def feature_options(config: dict[str, Any], dataset: str, modality: str) -> dict
             slice_mode=volume["slice_mode"],
             slice_n=volume["slice_n"],
             max_slices=volume["max_slices"],
+            allow_missing_slices=volume["allow_missing_slices"],
         )
     return opts
 
