@@ -147,16 +147,18 @@ class MimicIVSource:
 
     def event_scans(self, itemids: Iterable[int]) -> list[EventScan]:
         """Lazy scans of ``chartevents`` (linked by ``stay_id``) and ``labevents`` (by ``hadm_id``),
-        restricted to ``itemids`` inside the scan; ``charttime`` is parsed strictly."""
+        restricted to ``itemids`` (the other rows counted by ``skipped``); ``charttime`` is parsed
+        strictly."""
         ids = sorted({int(i) for i in itemids})
         scans = []
         for table, link in (("chartevents", "stay_id"), ("labevents", "hadm_id")):
             path = self.paths[table]
             header = _header(path)
             overrides = {c: t for c, t in EVENT_OVERRIDES.items() if c in header}
+            wanted = pl.col("itemid").is_in(ids)
             scan = (
                 pl.scan_csv(path, schema_overrides=overrides)
-                .filter(pl.col("itemid").is_in(ids))
+                .filter(wanted)
                 .select(
                     pl.col("subject_id"),
                     pl.col("hadm_id"),
@@ -167,5 +169,8 @@ class MimicIVSource:
                     pl.col("valuenum"),
                 )
             )
-            scans.append(EventScan(str(path), scan, link))
+            skipped = pl.scan_csv(path, schema_overrides=overrides).select(
+                (~wanted).fill_null(True).sum().cast(pl.Int64).alias("rows")
+            )
+            scans.append(EventScan(str(path), scan, link, skipped))
         return scans

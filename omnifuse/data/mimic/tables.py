@@ -96,11 +96,16 @@ class HospitalTables:
 
 @dataclass(frozen=True)
 class EventScan:
-    """A lazy scan of events (columns of :data:`EVENTS`) and the column that links them to stays."""
+    """A lazy scan of events (columns of :data:`EVENTS`) and the column that links them to stays.
+
+    ``skipped`` (optional) counts the rows of the table whose item id is not among the requested ones
+    (one row, column ``rows``): a separate scan that reads only the item ids (run with ``scan``
+    without common-subplan elimination, else polars buffers the shared scan for the slower query)."""
 
     name: str  # file or dataset, for messages
     scan: pl.LazyFrame
     link: str  # "stay_id" | "hadm_id" | "subject_id"
+    skipped: pl.LazyFrame | None = None
 
 
 class EhrSource(Protocol):

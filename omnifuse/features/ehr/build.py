@@ -6,16 +6,19 @@ per fold, :mod:`omnifuse.features.ehr.normalize`); ``mask`` marks the stay's val
 each stay is ``[intime, window_end]`` from the cohort (48 h for in-hospital mortality, the whole stay for
 phenotyping), capped at ``max_hours``. Stays without EHR are all-zero rows with an empty mask.
 
-Writing: caches up to ``IN_MEMORY_BYTES`` are assembled in memory and written once with
-:func:`omnifuse.features.cache.write_cache` (discretizing takes seconds per 10,000 stays, so there is
-little to resume); larger ones go shard by shard through the resumable
-:class:`omnifuse.features.cache.ShardedCacheWriter` (bounded memory, twice the disk traffic).
+Memory is bounded by the shard size, not by the number of stays or events: stays are discretized a
+shard of ``shard_size`` cohort rows at a time, each shard reading only its stays' events (the events
+file is sorted by stay, so a shard of a stay-sorted cohort reads a few row groups). Caches up to
+``DIRECT_BYTES`` are written straight into the cache file with
+:func:`omnifuse.features.cache.cache_rows_writer` (discretizing takes seconds per 10,000 stays, so there
+is little to resume); larger ones go through the resumable
+:class:`omnifuse.features.cache.ShardedCacheWriter` (twice the disk traffic).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ import polars as pl
 from tqdm import tqdm
 
 from omnifuse.cohort import read_cohort
-from omnifuse.features.cache import FeatureCache, ShardedCacheWriter, write_cache
+from omnifuse.features.cache import ShardedCacheWriter, cache_rows_writer
 from omnifuse.features.ehr.channels import channel_spec
 from omnifuse.features.ehr.discretizer import EPS, discretize, n_bins
 from omnifuse.features.ehr.events import read_events_summary, scan_events
@@ -34,7 +37,7 @@ from omnifuse.features.ehr.options import DiscretizerOptions
 log = logging.getLogger(__name__)
 
 ENCODER = "discretizer"
-IN_MEMORY_BYTES = 2 << 30  # larger caches are written shard by shard
+DIRECT_BYTES = 2 << 30  # larger caches are written through resumable shard files
 
 
 def window_hours(cohort: pl.DataFrame) -> np.ndarray:
@@ -46,32 +49,44 @@ def window_hours(cohort: pl.DataFrame) -> np.ndarray:
     return np.divide(cohort.select(micro.alias("us"))["us"].to_numpy(), 3.6e9)
 
 
-def _load_events(events_path: str | Path, cap_hours: float) -> dict[str, np.ndarray]:
-    """Events up to ``cap_hours`` after intime as numpy columns (stay_id, us, variable, value), sorted
-    by stay (``omnifuse ehr extract`` writes them so; other files are sorted here)."""
+EventReader = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+def _event_reader(events_path: str | Path, cap_hours: float) -> EventReader:
+    """``read(stays)``: the events of ``stays`` up to ``cap_hours`` after intime as numpy columns
+    (stay_id, us, variable, value), sorted by stay. The stay-id range filter lets the parquet reader skip
+    the row groups of other stays in a stay-sorted file (``omnifuse ehr extract`` writes them so);
+    other files are read whole for each call, with the same result."""
     cap_us = int((cap_hours + EPS) * 3_600_000_000)
-    frame = (
-        scan_events(events_path).filter(pl.col("us") <= cap_us).select("stay_id", "us", "variable", "value")
-    )
-    frame = frame.collect()
-    events = {c: frame[c].to_numpy() for c in frame.columns}
-    del frame
-    stay = events["stay_id"]
-    if len(stay) and not np.all(stay[1:] >= stay[:-1]):
-        order = np.argsort(stay, kind="stable")
-        events = {c: v[order] for c, v in events.items()}
-    return events
+    scan = scan_events(events_path).select("stay_id", "us", "variable", "value")
+
+    def read(stays: np.ndarray) -> dict[str, np.ndarray]:
+        wanted = pl.Series("stay_id", stays, dtype=pl.Int64)
+        frame = scan.filter(
+            pl.col("stay_id").is_between(int(stays.min()), int(stays.max()))
+            & pl.col("stay_id").is_in(wanted.implode())
+            & (pl.col("us") <= cap_us)
+        ).collect()
+        events = {c: frame[c].to_numpy() for c in frame.columns}
+        stay = events["stay_id"]
+        if len(stay) and not np.all(stay[1:] >= stay[:-1]):
+            order = np.argsort(stay, kind="stable")
+            events = {c: v[order] for c, v in events.items()}
+        return events
+
+    return read
 
 
 def _shards(
-    events: dict[str, np.ndarray], cohort_stays: np.ndarray, size: int
+    read: EventReader, cohort_stays: np.ndarray, size: int
 ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
     """(start, stop, events of cohort rows start..stop-1 with ``row`` numbered from 0), per shard: each
-    stay's events are one slice of the stay-sorted columns."""
-    stay = events["stay_id"]
+    stay's events are one slice of the shard's stay-sorted events."""
     for start in range(0, len(cohort_stays), size):
         stop = min(start + size, len(cohort_stays))
         ids = cohort_stays[start:stop]
+        events = read(ids)
+        stay = events["stay_id"]
         lo, hi = np.searchsorted(stay, ids, "left"), np.searchsorted(stay, ids, "right")
         counts = hi - lo
         index = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
@@ -97,8 +112,8 @@ def build_ehr_cache(
     longest = min(float(ends.max()), options.max_hours) if len(ends) else options.timestep
     n_steps = max(int(n_bins(longest, options.timestep)), 1)
     n, dim = cohort.height, spec.n_columns
-    log.info("reading the events of %d stays from %s", n, events_path)
-    events = _load_events(events_path, longest)
+    log.info("reading the events of %d stays from %s, %d stays at a time", n, events_path, shard_size)
+    read = _event_reader(events_path, longest)
     summary = read_events_summary(events_path)
     preprocessing = {
         **spec.to_json_dict(),
@@ -120,7 +135,7 @@ def build_ehr_cache(
     def run(start: int, stop: int, part: dict[str, np.ndarray], out: np.ndarray | None = None):
         return discretize(part, ends[start:stop], options.timestep, n_steps, spec, options.dtype, out=out)
 
-    shards = _shards(events, cohort["stay_id"].cast(pl.Int64).to_numpy(), shard_size)
+    shards = _shards(read, cohort["stay_id"].cast(pl.Int64).to_numpy(), shard_size)
     bar = tqdm(total=-(-n // shard_size), desc="ehr shards", disable=not progress)
     workers = max(threads, 1)
 
@@ -139,19 +154,13 @@ def build_ehr_cache(
 
     # numpy and polars release the GIL: several shards are discretized at a time
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        if nbytes <= IN_MEMORY_BYTES:
-            data = np.empty((n, n_steps, dim), dtype=options.dtype)
-            mask = np.zeros((n, n_steps), dtype=bool)
-
-            def fill(start: int, stop: int, part: dict[str, np.ndarray]) -> None:
-                _, mask[start:stop] = run(start, stop, part, out=data[start:stop])
-
-            for _ in bounded(lambda start, stop, part: pool.submit(fill, start, stop, part)):
-                bar.update()
-            del events, shards
-            data[~present] = 0
-            mask[~present] = False
-            write_cache(out, FeatureCache("ehr", np.asarray(ids, dtype=object), present, data, mask, attrs))
+        if nbytes <= DIRECT_BYTES:
+            with cache_rows_writer(out, "ehr", ids, n_steps, dim, attrs, options.dtype) as write:
+                for start, stop, (shard_data, shard_mask) in bounded(
+                    lambda start, stop, part: pool.submit(run, start, stop, part)
+                ):
+                    write(start, shard_data, shard_mask, present[start:stop])
+                    bar.update()
         else:
             writer = ShardedCacheWriter(
                 out,
@@ -182,7 +191,7 @@ def build_ehr_cache(
         "columns": dim,
         "dtype": options.dtype,
         "capped": int((n_bins(ends, options.timestep) > n_steps).sum()),
-        "written": "in memory" if nbytes <= IN_MEMORY_BYTES else "sharded",
+        "written": "direct" if nbytes <= DIRECT_BYTES else "sharded",
     }
     log.info(
         "wrote %s: %d samples (%d with EHR), %d steps x %d columns (%s); %d stays capped at %g h",
