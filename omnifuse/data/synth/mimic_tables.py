@@ -19,8 +19,12 @@ from omnifuse.data import mimic_items as mi
 from omnifuse.data.mimic_schema import MIMIC_IV_LAYOUTS
 from omnifuse.data.phenotypes import PhenotypeGroup
 from omnifuse.data.synth.mimic_events import (
+    FILLER,
+    FILLER_UNITS,
+    TEXT_VALUES,
     StayChunk,
     chart_chunk,
+    filler_rows,
     format_numbers,
     lab_chunk,
     text_column,
@@ -84,9 +88,15 @@ def _write_table(root: Path, layout: str, table: str, frame: pl.DataFrame) -> No
 
 
 def write_core_tables(
-    root: Path, pop: Population, groups: list[PhenotypeGroup], layout: str, seed: int
+    root: Path,
+    pop: Population,
+    groups: list[PhenotypeGroup],
+    layout: str,
+    seed: int,
+    filler_items: bool = False,
 ) -> None:
-    """patients, admissions, diagnoses_icd, dictionaries and icustays."""
+    """patients, admissions, diagnoses_icd, dictionaries and icustays (``filler_items``: ``d_items`` also
+    lists the filler items of :func:`write_chartevents`)."""
     rng = keyed_rng(seed, "admin-tables")
     pat, adm, st = pop.patients, pop.admissions, pop.stays
     base = "core" if layout == "v1" else "hosp"
@@ -166,6 +176,13 @@ def write_core_tables(
     _write_table(root, layout, "icu/icustays", icustays)
 
     chart_items = [it for it in mi.ITEMS if it.linksto == "chartevents"]
+    if filler_items:
+        known = {it.itemid for it in chart_items}
+        chart_items += [
+            mi.Item(f.itemid, f.label, f.label, "chartevents", f.category, f.unit, f.param_type, None)
+            for f in FILLER
+            if f.itemid not in known
+        ]
     d_items = pl.DataFrame(
         {
             "itemid": [it.itemid for it in chart_items],
@@ -177,7 +194,8 @@ def write_core_tables(
             "param_type": [it.param_type for it in chart_items],
             "lownormalvalue": pl.Series([None] * len(chart_items), dtype=pl.Float64),
             "highnormalvalue": pl.Series([None] * len(chart_items), dtype=pl.Float64),
-        }
+        },
+        schema_overrides={"unitname": pl.String},
     )
     _write_table(root, layout, "icu/d_items", d_items)
 
@@ -254,7 +272,7 @@ def _event_frame(subject_id: np.ndarray, ev: dict[str, np.ndarray], rng: np.rand
     valuenum, number_text = format_numbers(ev["valuenum"], ev["itemid"])
     is_text = ev["text"] >= 0
     value = pl.select(pl.when(pl.Series(is_text)).then(text_column(ev["text"])).otherwise(number_text))
-    units = {it.itemid: it.unit for it in mi.ITEMS if it.param_type == "Numeric"}
+    units = {it.itemid: it.unit for it in mi.ITEMS if it.param_type == "Numeric"} | FILLER_UNITS
     store = ev["time"] + (rng.uniform(1, 120, n) * MINUTE).astype(np.int64) // MINUTE * MINUTE
     return pl.DataFrame(
         {
@@ -288,8 +306,10 @@ def write_chartevents(
     ehr_signal: float,
     error_rate: float,
     progress: bool = False,
+    filler_ratio: float = 0.0,
 ) -> int:
-    """Stream ``icu/chartevents`` a chunk of stays at a time; return the number of rows."""
+    """Stream ``icu/chartevents`` a chunk of stays at a time; return the number of rows. ``filler_ratio``:
+    rows of items that feed no variable per row of a variable (:func:`filler_rows`; 0: none added)."""
     columns = MIMIC_IV_LAYOUTS[layout]["icu/chartevents"]
     st = pop.stays
     total = 0
@@ -299,6 +319,16 @@ def write_chartevents(
             index = np.arange(start, min(start + CHART_CHUNK, pop.n_stays))
             rng = keyed_rng(seed, "chartevents", c)
             ev = chart_chunk(StayChunk.from_population(pop, index), rng, ehr_signal, error_rate).arrays()
+            if filler_ratio > 0:  # a stream of its own: the other rows are those without filler
+                extra = filler_rows(
+                    ev["stay"],
+                    ev["time"],
+                    ev["itemid"],
+                    filler_ratio,
+                    keyed_rng(seed, "chartevents-filler", c),
+                    len(TEXT_VALUES),
+                )
+                ev = {k: np.concatenate([v, extra[k]]) for k, v in ev.items()}
             pos = index[ev["stay"]]
             n = len(pos)
             frame = _event_frame(st["subject_id"][pos], ev, rng).with_columns(
