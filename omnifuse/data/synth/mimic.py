@@ -171,6 +171,7 @@ def generate_mimic(
             cfg.charting_error_rate,
             progress,
             cfg.filler_ratio,
+            workers,
         )
         if futures:
             wait_images(futures, len(tasks), progress)
