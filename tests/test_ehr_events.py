@@ -163,11 +163,15 @@ def synthetic(tmp_path_factory):
     return open_source(out / "mimic-iv")
 
 
-@pytest.mark.parametrize("part_stays", [1, 7, PART_STAYS])
-def test_partitioned_extraction_is_the_in_memory_one(synthetic, tmp_path, part_stays):
-    """Tiny partitions (one stay each, then 7) give the file of the straightforward in-memory
-    computation: same rows in the same order, same summary, same bytes."""
+@pytest.mark.parametrize(("part_stays", "part_rows"), [(1, None), (7, None), (PART_STAYS, 500)])
+def test_partitioned_extraction_is_the_in_memory_one(synthetic, tmp_path, monkeypatch, part_stays, part_rows):
+    """Tiny partitions (one stay each, 7, or all stays read in pieces of 500 rows) give the file of the
+    straightforward in-memory computation: same rows in the same order, same summary, same bytes."""
+    from omnifuse.features.ehr import events as events_module
+
     reference, reference_summary = extract_events(synthetic, EventOptions())
+    if part_rows:
+        monkeypatch.setattr(events_module, "PART_ROWS", part_rows)
     assert reference.equals(reference.sort(list(SORT_KEYS)))  # the documented order
     path = tmp_path / "events.parquet"
     summary = extract_events_to(path, synthetic, EventOptions(), part_stays=part_stays)

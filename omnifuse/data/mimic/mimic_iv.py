@@ -155,22 +155,21 @@ class MimicIVSource:
             path = self.paths[table]
             header = _header(path)
             overrides = {c: t for c, t in EVENT_OVERRIDES.items() if c in header}
-            wanted = pl.col("itemid").is_in(ids)
-            scan = (
-                pl.scan_csv(path, schema_overrides=overrides)
-                .filter(wanted)
-                .select(
-                    pl.col("subject_id"),
-                    pl.col("hadm_id"),
-                    pl.col("stay_id") if "stay_id" in header else pl.lit(None, pl.Int64).alias("stay_id"),
-                    pl.col("charttime").str.strip_chars().str.strptime(TIME, CHART_TIME_FORMAT),
-                    pl.col("itemid"),
-                    pl.col("value"),
-                    pl.col("valuenum"),
-                )
+            # one projected scan for the events and the count of other items (a shared scan without
+            # the projection would parse every column)
+            rows = pl.scan_csv(path, schema_overrides=overrides).select(
+                [c for c in EVENT_OVERRIDES if c in header]
             )
-            skipped = pl.scan_csv(path, schema_overrides=overrides).select(
-                (~wanted).fill_null(True).sum().cast(pl.Int64).alias("rows")
+            wanted = pl.col("itemid").is_in(ids).fill_null(False)
+            scan = rows.filter(wanted).select(
+                pl.col("subject_id"),
+                pl.col("hadm_id"),
+                pl.col("stay_id") if "stay_id" in header else pl.lit(None, pl.Int64).alias("stay_id"),
+                pl.col("charttime").str.strip_chars().str.strptime(TIME, CHART_TIME_FORMAT),
+                pl.col("itemid"),
+                pl.col("value"),
+                pl.col("valuenum"),
             )
+            skipped = rows.select((~wanted).sum().cast(pl.Int64).alias("rows"))
             scans.append(EventScan(str(path), scan, link, skipped))
         return scans

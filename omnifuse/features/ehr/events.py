@@ -29,10 +29,10 @@ item id feeds no variable (``rows_unknown_item``) or because they belong to no I
 (``rows_orphan``: ``stay_id`` not in icustays, ``hadm_id`` missing or of an admission without ICU stay,
 MEDS subjects without one).
 
-Memory is bounded by the number of ICU stays, not by the number of event rows: the one streaming scan
-writes the kept events, unsorted, into partitions of :data:`PART_STAYS` consecutive stays (temporary
-files next to the output); each partition is then sorted in memory on its own and streamed into the
-output file.
+Memory is bounded by the number of ICU stays, not by the number of event rows: one streaming read of
+each table keeps the rows of the variables' items (a temporary file), the cleaning writes the kept
+events, unsorted, into partitions of :data:`PART_STAYS` consecutive stays (temporary files next to the
+output), and each partition is then sorted in memory on its own and streamed into the output file.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ STATUS = {"kept": 0, "no_value": 1, "unknown_category": 2, "outlier": 3, "orphan
 COUNT_NAMES = ("linked", "kept", "no_value", "unknown_category", "outlier")
 SORT_KEYS = ("stay_id", "us", "variable", "value")  # the order of the events file
 PART_STAYS = 2048  # ICU stays per partition: the events of one partition are sorted in memory at a time
+PART_ROWS = 1_000_000  # larger partitions (stays with many events) are sorted in pieces of their stays
 ROW_GROUP_SIZE = 1 << 20
 VARIABLE_BITS = 5  # channel indices packed into the sort key (17 variables)
 RANK_TABLE_MAX = 1 << 22  # stay-id ranges up to this are ranked through a lookup table
@@ -245,46 +246,55 @@ class EventCleaner:
 
 @dataclass(frozen=True)
 class _Plans:
-    tables: list[tuple[str, pl.LazyFrame]]  # name, plan
-    skipped: list[pl.LazyFrame]  # per table: the count of its rows of other items
+    scans: list[EventScan]  # the event tables of the source
+    cleaner: EventCleaner
     stays: pl.DataFrame  # the stays events are linked to (STAY_COLUMNS)
 
 
 def _plan(source: EhrSource, options: EventOptions, stays: pl.DataFrame | None) -> _Plans:
-    """One streaming plan per event table of ``source`` (with ``status``) and the stays they link to."""
+    """The event scans of ``source`` and the stays their events are linked to."""
     cleaner = EventCleaner(options)
     if stays is None:
         stays = stay_windows(source.tables())
-    stays = stays.select(STAY_COLUMNS)
-    tables, skipped = [], []
-    for events_scan in source.event_scans(cleaner.itemids):
-        log.info("scanning %s", events_scan.name)
-        tables.append((events_scan.name, cleaner.plan(events_scan, stays)))
-        if events_scan.skipped is not None:
-            skipped.append(events_scan.skipped)
-    return _Plans(tables, skipped, stays)
+    return _Plans(source.event_scans(cleaner.itemids), cleaner, stays.select(STAY_COLUMNS))
 
 
-def _run(plans: _Plans, target: Callable[[pl.LazyFrame], pl.LazyFrame]) -> tuple[pl.DataFrame, int]:
-    """Execute the plans as one streaming query: ``target`` gets the rows of every status; also returns
-    the number of rows of other items (their scans run alongside, unshared: a scan shared by a slow and
-    a fast query makes polars buffer it for the slow one, memory growing with the table)."""
-    frames = [p for _, p in plans.tables]
-    plan = pl.concat(frames) if len(frames) > 1 else frames[0]
+def _filter_tables(plans: _Plans, scratch: Path) -> tuple[list[EventScan], int]:
+    """Step 1: the rows of the 17 variables' items of every table, streamed into a temporary parquet
+    file under ``scratch`` (the event columns only), and the number of rows of other items.
+
+    One read of each table: the rows and the count share its scan. Both consumers are light, so that
+    polars does not buffer the table (it does when one consumer is much slower than the other, e.g. the
+    whole cleaning plan)."""
+    queries, filtered = [], []
+    for i, events in enumerate(plans.scans):
+        log.info("reading %s", events.name)
+        part = scratch / f"events-{i}.parquet"
+        queries.append(events.scan.sink_parquet(part, compression="lz4", statistics=False, lazy=True))
+        filtered.append(EventScan(events.name, pl.scan_parquet(part), events.link))
+    counts = [events.skipped for events in plans.scans if events.skipped is not None]
     try:
-        out = pl.collect_all(
-            [target(plan), *plans.skipped],
-            engine="streaming",
-            optimizations=pl.QueryOptFlags(comm_subplan_elim=False),
-        )
+        out = pl.collect_all([*queries, *counts], engine="streaming")
     except pl.exceptions.PolarsError as exc:
-        for name, single in plans.tables:  # which table? (error path only: rerun them one by one)
+        for events in plans.scans:  # which table? (error path only: read them one by one)
             try:
-                single.select(pl.len()).collect(engine="streaming")
+                events.scan.select(pl.len()).collect(engine="streaming")
             except pl.exceptions.PolarsError as inner:
-                raise SourceError(f"{name}: cannot read events ({str(inner).splitlines()[0]})") from inner
+                raise SourceError(
+                    f"{events.name}: cannot read events ({str(inner).splitlines()[0]})"
+                ) from inner
         raise SourceError(f"cannot read events ({str(exc).splitlines()[0]})") from exc
-    return out[0], sum(int(frame.item()) for frame in out[1:])
+    return filtered, sum(int(frame.item()) for frame in out[len(queries) :])
+
+
+def _run(
+    plans: _Plans, scans: list[EventScan], target: Callable[[pl.LazyFrame], pl.LazyFrame]
+) -> pl.DataFrame:
+    """Step 2: the cleaning plan of every (filtered) table as one streaming query into ``target``, which
+    gets the rows of every status."""
+    frames = [plans.cleaner.plan(events, plans.stays) for events in scans]
+    plan = pl.concat(frames) if len(frames) > 1 else frames[0]
+    return pl.collect_all([target(plan)], engine="streaming")[0]
 
 
 def _kept(events: pl.DataFrame) -> pl.DataFrame:
@@ -343,7 +353,9 @@ def extract_events(
     in the order of the events file, with the summary (options, source, per-variable counts of linked /
     kept / dropped rows). Memory grows with the number of events: :func:`extract_events_to` does not."""
     plans = _plan(source, options, stays)
-    linked, unknown = _run(plans, lambda plan: plan)
+    with tempfile.TemporaryDirectory(prefix="omnifuse-events-") as scratch:
+        scans, unknown = _filter_tables(plans, Path(scratch))
+        linked = _run(plans, scans, lambda plan: plan)
     events = in_event_order(_kept(linked))
     counts = _status_counts(linked)
     summary = _summary(source, options, plans.stays.height, events["stay_id"].n_unique(), counts, unknown)
@@ -358,9 +370,11 @@ def extract_events_to(
     part_stays: int = PART_STAYS,
 ) -> dict[str, Any]:
     """Like :func:`extract_events`, writing the events into the parquet file ``path`` (atomically) and
-    the summary into ``{path stem}.json`` next to it. Memory is bounded by ``part_stays`` stays' events:
-    the events are streamed into partitions of ``part_stays`` consecutive stays (temporary files next
-    to ``path``, removed on success and on failure), then each partition is sorted on its own."""
+    the summary into ``{path stem}.json`` next to it. Memory is bounded by ``part_stays`` stays' events,
+    in three steps with temporary files next to ``path`` (removed on success and on failure): the rows
+    of the variables' items are streamed out of each table (:func:`_filter_tables`), cleaned and linked
+    to stays into partitions of ``part_stays`` consecutive stays (:func:`_partitioned_sink`), and each
+    partition is sorted on its own into ``path`` (:func:`_write_sorted`)."""
     if part_stays < 1:
         raise ValueError(f"part_stays must be >= 1, got {part_stays}")
     path = Path(path)
@@ -373,8 +387,9 @@ def extract_events_to(
         log.info(
             "writing the events of %d stays in %d partitions under %s", plans.stays.height, n_parts, scratch
         )
-        _, unknown = _run(plans, lambda plan: _partitioned_sink(plan, parts, n_parts, scratch))
-        n_with, counts = _write_sorted(scratch, n_parts, tmp, marker)
+        scans, unknown = _filter_tables(plans, scratch)
+        _run(plans, scans, lambda plan: _partitioned_sink(plan, parts, n_parts, scratch))
+        n_with, counts = _write_sorted(scratch, parts, tmp, marker)
     summary = _summary(source, options, plans.stays.height, n_with, counts, unknown)
     write_text_atomic(summary_path(path), json.dumps(summary, indent=1, sort_keys=True) + "\n")
     return summary
@@ -410,41 +425,59 @@ def _partitioned_sink(plan: pl.LazyFrame, parts: pl.DataFrame, n_parts: int, scr
     return with_part.sink_parquet(target, compression="lz4", statistics=False, lazy=True)
 
 
-def _read_partition(scratch: Path, part: int) -> pl.DataFrame | None:
-    folder = scratch / f"part={part}"
-    if not folder.is_dir():  # no event of these stays
-        return None
-    return pl.read_parquet(folder / "*.parquet", schema=EVENT_COLUMNS | STATUS_COLUMN)
+def _partition_files(scratch: Path, part: int) -> list[Path]:
+    return sorted((scratch / f"part={part}").glob("*.parquet"))
+
+
+def _partition_pieces(files: list[Path], stay_ids: np.ndarray) -> Iterator[pl.DataFrame]:
+    """The events of one partition (of the sorted ``stay_ids``), in memory at most :data:`PART_ROWS`
+    rows at a time: a partition of stays with many events is read in several ranges of its stays."""
+    scan = pl.scan_parquet(files, schema=EVENT_COLUMNS | STATUS_COLUMN)
+    n_rows = scan.select(pl.len()).collect().item()
+    n_pieces = min(max(-(-n_rows // PART_ROWS), 1), len(stay_ids))
+    if n_pieces == 1:
+        yield scan.collect(engine="streaming")
+        return
+    for ids in np.array_split(stay_ids, n_pieces):  # streaming: the whole partition is never decoded
+        yield scan.filter(pl.col("stay_id").is_between(int(ids[0]), int(ids[-1]))).collect(engine="streaming")
 
 
 def _write_sorted(
-    scratch: Path, n_parts: int, out: Path, metadata: dict[str, str]
+    scratch: Path, parts: pl.DataFrame, out: Path, metadata: dict[str, str]
 ) -> tuple[int, pl.DataFrame]:
-    """Sort the kept events under ``scratch`` one partition at a time into the parquet file ``out``;
-    return the number of stays with events and the counts per variable and status."""
+    """Sort the kept events under ``scratch`` one partition (or piece of one) at a time into the parquet
+    file ``out``; return the number of stays with events and the counts per variable and status."""
     n_with = 0
     counts = []
+    stays = {
+        int(k[0]): frame["stay_id"].to_numpy()
+        for k, frame in parts.partition_by("part", as_dict=True).items()
+    }
 
     def partitions(*_: Any) -> Iterator[pl.DataFrame]:
         nonlocal n_with
-        for part in range(n_parts):
-            events = _read_partition(scratch, part)
-            if events is None:
-                continue
-            counts.append(_status_counts(events))
-            events = in_event_order(events.drop("status"))
-            n_with += events["stay_id"].n_unique()
-            yield events
+        for part, stay_ids in sorted(stays.items()):
+            files = _partition_files(scratch, part)
+            for events in _partition_pieces(files, stay_ids) if files else ():
+                counts.append(_status_counts(events))
+                events = in_event_order(events.drop("status"))
+                n_with += events["stay_id"].n_unique()
+                yield events
 
     register_io_source(partitions, schema=EVENT_COLUMNS).sink_parquet(
         out, row_group_size=ROW_GROUP_SIZE, metadata=metadata
     )
-    dropped = _read_partition(scratch, n_parts)
-    if dropped is not None:
-        counts.append(_status_counts(dropped))
-    return n_with, pl.concat(counts) if counts else _status_counts(
-        pl.DataFrame(schema=EVENT_COLUMNS | STATUS_COLUMN)
-    )
+    dropped = _partition_files(scratch, len(stays))
+    if dropped:  # counted as it streams: it holds every dropped row (orphan labs of other admissions...)
+        counts.append(
+            pl.scan_parquet(dropped, schema=EVENT_COLUMNS | STATUS_COLUMN)
+            .group_by("variable", "status")
+            .agg(pl.len().cast(pl.Int64).alias("n"))
+            .collect(engine="streaming")
+        )
+    if not counts:
+        return n_with, _status_counts(pl.DataFrame(schema=EVENT_COLUMNS | STATUS_COLUMN))
+    return n_with, pl.concat(counts).group_by("variable", "status").agg(pl.col("n").sum())
 
 
 def _status_counts(events: pl.DataFrame) -> pl.DataFrame:
