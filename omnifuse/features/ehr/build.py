@@ -6,13 +6,13 @@ per fold, :mod:`omnifuse.features.ehr.normalize`); ``mask`` marks the stay's val
 each stay is ``[intime, window_end]`` from the cohort (48 h for in-hospital mortality, the whole stay for
 phenotyping), capped at ``max_hours``. Stays without EHR are all-zero rows with an empty mask.
 
-Memory is bounded by the shard size, not by the number of stays or events: stays are discretized a
-shard of ``shard_size`` cohort rows at a time, each shard reading only its stays' events (the events
-file is sorted by stay, so a shard of a stay-sorted cohort reads a few row groups). Caches up to
-``DIRECT_BYTES`` are written straight into the cache file with
-:func:`omnifuse.features.cache.cache_rows_writer` (discretizing takes seconds per 10,000 stays, so there
-is little to resume); larger ones go through the resumable
-:class:`omnifuse.features.cache.ShardedCacheWriter` (twice the disk traffic).
+Memory is bounded by the block size, not by the number of stays or events: stays are discretized a
+block of cohort rows at a time, each block reading only its stays' events (the events file is sorted by
+stay, so a block of a stay-sorted cohort reads a row group or two). Caches up to ``DIRECT_BYTES`` are
+written straight into the cache file with :func:`omnifuse.features.cache.cache_rows_writer`, in blocks
+of ``DIRECT_BLOCK`` stays (discretizing takes seconds per 10,000 stays, so there is little to resume);
+larger ones go through the resumable :class:`omnifuse.features.cache.ShardedCacheWriter` in blocks of
+``shard_size`` stays (twice the disk traffic).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 ENCODER = "discretizer"
 DIRECT_BYTES = 2 << 30  # larger caches are written through resumable shard files
+DIRECT_BLOCK = 512  # stays discretized at a time when the cache is written directly
 
 
 def window_hours(cohort: pl.DataFrame) -> np.ndarray:
@@ -135,8 +136,11 @@ def build_ehr_cache(
     def run(start: int, stop: int, part: dict[str, np.ndarray], out: np.ndarray | None = None):
         return discretize(part, ends[start:stop], options.timestep, n_steps, spec, options.dtype, out=out)
 
-    shards = _shards(read, cohort["stay_id"].cast(pl.Int64).to_numpy(), shard_size)
-    bar = tqdm(total=-(-n // shard_size), desc="ehr shards", disable=not progress)
+    direct = nbytes <= DIRECT_BYTES
+    # written directly, stays are discretized in smaller blocks: less memory, the same rows
+    block = min(shard_size, DIRECT_BLOCK) if direct else shard_size
+    shards = _shards(read, cohort["stay_id"].cast(pl.Int64).to_numpy(), block)
+    bar = tqdm(total=-(-n // block), desc="ehr blocks", disable=not progress)
     workers = max(threads, 1)
 
     def bounded(submit) -> Iterator[tuple[int, int, Any]]:
@@ -154,7 +158,7 @@ def build_ehr_cache(
 
     # numpy and polars release the GIL: several shards are discretized at a time
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        if nbytes <= DIRECT_BYTES:
+        if direct:
             with cache_rows_writer(out, "ehr", ids, n_steps, dim, attrs, options.dtype) as write:
                 for start, stop, (shard_data, shard_mask) in bounded(
                     lambda start, stop, part: pool.submit(run, start, stop, part)
@@ -191,7 +195,7 @@ def build_ehr_cache(
         "columns": dim,
         "dtype": options.dtype,
         "capped": int((n_bins(ends, options.timestep) > n_steps).sum()),
-        "written": "direct" if nbytes <= DIRECT_BYTES else "sharded",
+        "written": "direct" if direct else "sharded",
     }
     log.info(
         "wrote %s: %d samples (%d with EHR), %d steps x %d columns (%s); %d stays capped at %g h",
