@@ -132,9 +132,8 @@ class _Items(Dataset):
             return i, loaded.payload, "ok", loaded.note
         except SampleMissing as exc:
             return i, None, "missing", str(exc)
-        except Exception as exc:  # a bad input, whatever the library raised
-            message = str(exc).replace(str(path), "<file>") if path else str(exc)
-            return i, None, "failed", f"{type(exc).__name__}: {message}"[:300]
+        except Exception as exc:  # a bad input, whatever the library raised (its message names the file)
+            return i, None, "failed", f"{type(exc).__name__}: {exc}"[:300]
 
 
 class _Collate:

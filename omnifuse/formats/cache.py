@@ -30,7 +30,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,13 +113,17 @@ class FeatureCache:
         )
 
 
+def _check_ids(path: Path, ids: np.ndarray) -> None:
+    unique, counts = np.unique(ids.astype(str), return_counts=True)
+    if (counts > 1).any():
+        raise CacheError(f"{path}: duplicate sample id {str(unique[counts > 1][0])!r}")
+
+
 def _check_arrays(
     path: Path, ids: np.ndarray, present: np.ndarray, data: np.ndarray, mask: np.ndarray
 ) -> None:
     n = len(ids)
-    unique, counts = np.unique(ids.astype(str), return_counts=True)
-    if (counts > 1).any():
-        raise CacheError(f"{path}: duplicate sample id {str(unique[counts > 1][0])!r}")
+    _check_ids(path, ids)
     if data.ndim != 3 or data.shape[0] != n or mask.shape != data.shape[:2] or present.shape != (n,):
         raise CacheError(
             f"{path}: inconsistent shapes ids {ids.shape}, present {present.shape}, data {data.shape}, "
@@ -175,6 +180,62 @@ def write_cache(path: str | Path, cache: FeatureCache) -> None:
         f.create_dataset("mask", data=cache.mask.astype(bool))
         if cache.status is not None:
             f.create_dataset("status", data=_status_codes(path, cache.status, cache.present))
+        for key, value in attrs.items():
+            if key != "path":
+                f.attrs[key] = value
+
+
+RowWriter = Callable[[int, np.ndarray, np.ndarray, np.ndarray], None]
+
+
+@contextmanager
+def cache_rows_writer(
+    path: str | Path,
+    modality: str,
+    ids: Sequence[str],
+    seq_len: int,
+    dim: int,
+    attrs: Mapping[str, Any],
+    dtype: str = "float16",
+) -> Iterator[RowWriter]:
+    """Write a cache block of rows by block, straight into the cache file: yields
+    ``write(start, data, mask, present)`` for rows ``start .. start + len(data) - 1``.
+
+    The same file as :func:`write_cache` with ``status_from_present`` without holding the whole cache in
+    memory (one write of the data; not resumable: see :class:`ShardedCacheWriter`). Blocks are validated
+    like ``write_cache`` (finite values; rows of absent samples are written as zeros with an empty mask);
+    every row must be written before the block ends, then the file is renamed into place."""
+    path = Path(path)
+    id_array = np.asarray([str(s) for s in ids], dtype=object)
+    n = len(id_array)
+    _check_ids(path, id_array)
+    attrs = _attrs(attrs, modality)
+    written = np.zeros(n, dtype=bool)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("ids", data=id_array, dtype=STR)
+        present_ds = f.create_dataset("present", shape=(n,), dtype=bool)
+        data_ds = f.create_dataset("data", shape=(n, seq_len, dim), dtype=dtype)
+        mask_ds = f.create_dataset("mask", shape=(n, seq_len), dtype=bool)
+        status_ds = f.create_dataset("status", shape=(n,), dtype=np.uint8)
+
+        def write(start: int, data: np.ndarray, mask: np.ndarray, present: np.ndarray) -> None:
+            stop = start + len(data)
+            shapes_ok = data.shape[1:] == (seq_len, dim) and mask.shape == data.shape[:2]
+            if not shapes_ok or present.shape != (len(data),):
+                raise CacheError(f"{path}: rows {start}..{stop - 1} have shapes {data.shape}/{mask.shape}")
+            if not present.all():
+                data = np.where(present[:, None, None], data, 0)
+            data = data.astype(dtype, copy=False)
+            _check_arrays(path, id_array[start:stop], present, data, mask)
+            data_ds[start:stop] = data
+            mask_ds[start:stop] = mask & present[:, None]
+            present_ds[start:stop] = present
+            status_ds[start:stop] = status_from_present(present)
+            written[start:stop] = True
+
+        yield write
+        if not written.all():
+            raise CacheError(f"{path}: row {int(np.flatnonzero(~written)[0])} was not written")
         for key, value in attrs.items():
             if key != "path":
                 f.attrs[key] = value

@@ -69,6 +69,9 @@ class MimicSynthConfig:
     multi_stay_rate: float = 0.07  # ICU admissions with two ICU stays
     minor_rate: float = 0.01  # patients under 18
     charting_error_rate: float = 0.002  # physiologically impossible values on vital items
+    # chartevents rows of items that feed no variable, per row of the 17 variables' items (alarms,
+    # nursing assessments, ventilator settings); MIMIC-IV: 5.07 (MIMIC_IV_FILLER_RATIO); 0 = off
+    filler_ratio: float = 0.0
     image_columns: int = 256  # image width in pixels (height follows the view's aspect)
     with_cxr: bool = True  # write MIMIC-CXR-JPG and reports (False: MIMIC-IV tables only)
     phenotypes: str = ""  # phenotype definition YAML; "" = the demo definitions
@@ -100,6 +103,8 @@ class MimicSynthConfig:
         for name in ("ehr_signal", "cxr_signal"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.filler_ratio <= 100.0:
+            raise ValueError(f"filler_ratio must be in [0, 100], got {self.filler_ratio}")
         if not 64 <= self.image_columns <= 4096:
             raise ValueError(f"image_columns must be in [64, 4096], got {self.image_columns}")
 
@@ -130,7 +135,8 @@ def generate_mimic(
         summary: dict = {
             "generator": "omnifuse synth mimic",
             "omnifuse_version": omnifuse.__version__,
-            "options": asdict(cfg),
+            # without filler rows (the default), the option is left out: such hospitals keep their bytes
+            "options": {k: v for k, v in asdict(cfg).items() if k != "filler_ratio" or cfg.filler_ratio},
         }
         futures: list = []
         if cfg.with_cxr:
@@ -152,7 +158,7 @@ def generate_mimic(
                 futures = submit_images(pool, tmp / "mimic-cxr-jpg", cfg.seed, tasks)
             summary["cxr"] = _cxr_counts(meta, tasks)
         root = tmp / "mimic-iv"
-        write_core_tables(root, pop, groups, cfg.layout, cfg.seed)
+        write_core_tables(root, pop, groups, cfg.layout, cfg.seed, filler_items=cfg.filler_ratio > 0)
         n_lab = write_labevents(
             root / "hosp/labevents.csv.gz", pop, cfg.layout, cfg.seed, cfg.ehr_signal, progress
         )
@@ -164,6 +170,8 @@ def generate_mimic(
             cfg.ehr_signal,
             cfg.charting_error_rate,
             progress,
+            cfg.filler_ratio,
+            workers,
         )
         if futures:
             wait_images(futures, len(tasks), progress)

@@ -11,6 +11,22 @@ Values follow each stay's latent state (phenotypes, severity) scaled by ``ehr_si
 offset, a circadian rhythm, a slow random oscillation, measurement noise and, in the last 36 h before
 an in-hospital death, a deterioration trend. Events are generated a chunk of stays at a time from a
 stream keyed on the chunk, so memory stays bounded and the output does not depend on scheduling.
+
+Filler rows (``filler_ratio``): most of a real ``chartevents`` table is charting that the EHR features
+never read (nursing assessments, alarm limits, ventilator settings, safety checks). Benchmarks of the
+EHR extraction see the real row counts only with these rows, so ``omnifuse synth mimic --filler-ratio R``
+adds ``R`` such rows per row of the 17 variables' items (off by default: the demo hospital is unchanged).
+
+Ratio: in the MIMIC-IV Clinical Database Demo v2.2 (100 patients, 140 ICU stays, all 668,862 rows of its
+``chartevents``), 110,209 rows (16.5 %) have the item ids of the 17 variables (the item map of
+:mod:`omnifuse.synth.mimic_items`) and 558,653 do not: 5.07 filler rows per variable row
+(:data:`MIMIC_IV_FILLER_RATIO`). The full MIMIC-IV v2.2 ``chartevents`` (~313 M rows) is taken to have
+the same mix; it is the demo's, not a count over the full database.
+
+Items: the most frequent such items of that demo, with their MIMIC-IV item ids and ``d_items`` labels,
+drawn with weights proportional to their demo row counts. Text items get plausible charted texts, numeric
+ones plausible settings. A filler row is charted at the time of a variable row of the same stay (nurses
+chart assessments with the vital signs), so filler rows follow each stay's length and charting density.
 """
 
 from __future__ import annotations
@@ -439,8 +455,8 @@ def lab_chunk(
 
 
 def text_column(codes: np.ndarray) -> pl.Series:
-    """Strings for the TEXT_VALUES indices (null where the index is -1)."""
-    lookup = pl.Series("t", TEXT_VALUES, dtype=pl.String)
+    """Strings for the indices into TEXT_VALUES followed by FILLER_TEXTS (null where the index is -1)."""
+    lookup = pl.Series("t", TEXT_VALUES + FILLER_TEXTS, dtype=pl.String)
     safe = pl.Series("i", np.maximum(codes, 0), dtype=pl.UInt32)
     out = lookup.gather(safe)
     return out.set(pl.Series(codes < 0), None) if (codes < 0).any() else out
@@ -452,10 +468,213 @@ def format_numbers(values: np.ndarray, itemids: np.ndarray) -> tuple[np.ndarray,
     Integers are written without a decimal point, as in the MIMIC CSV files.
     """
     decimals = np.zeros(len(values), np.int64)
-    for item, d in DECIMALS.items():
+    for item, d in (DECIMALS | FILLER_DECIMALS).items():
         decimals[itemids == item] = d
     small = np.abs(values) < 1.5  # fractions (FiO2 0.4, SpO2 0.97) keep two decimals
     decimals = np.where(small & (decimals < 2), 2, decimals)
     rounded = np.round(values * 10.0**decimals) / 10.0**decimals
     text = pl.Series("v", rounded).cast(pl.String).str.replace(r"\.0$", "")
     return rounded, text
+
+
+# ---- filler rows: items that feed no variable (see the module docstring) ----
+
+
+MIMIC_IV_FILLER_RATIO = 5.07
+
+
+@dataclass(frozen=True)
+class FillerItem:
+    itemid: int
+    label: str
+    category: str
+    param_type: str  # "Text" | "Numeric" | "Checkbox"
+    weight: int  # rows in the MIMIC-IV demo
+    texts: tuple[str, ...] = ()  # charted texts (Text items); with ``numbers``: their valuenum
+    numbers: tuple[float, ...] = ()  # valuenum of the texts, or (mean, sd, low, high) of Numeric items
+    unit: str | None = None
+    decimals: int = 0
+
+
+BRADEN = {  # item id -> label, texts of the scores 1, 2, ...
+    224054: ("Braden Sensory Perception",
+             ("Completely Limited", "Very Limited", "Slight Impairment", "No Impairment")),
+    224055: ("Braden Moisture", ("Consistently Moist", "Moist", "Occasionally Moist", "Rarely Moist")),
+    224056: ("Braden Activity", ("Bedfast", "Chairfast", "Walks Occasionally", "Walks Frequently")),
+    224057: ("Braden Mobility",
+             ("Completely Immobile", "Very Limited", "Slight Limitations", "No Limitations")),
+    224058: ("Braden Nutrition", ("Very Poor", "Probably Inadequate", "Adequate", "Excellent")),
+    224059: ("Braden Friction/Shear", ("Problem", "Potential Problem", "No Apparent Problem")),
+}  # fmt: skip
+BRADEN_ROWS = {224054: 1662, 224055: 1659, 224056: 1659, 224057: 1659, 224058: 1656, 224059: 1656}
+
+
+def _text(itemid: int, label: str, category: str, rows: int, *texts: str) -> FillerItem:
+    return FillerItem(itemid, label, category, "Text", rows, texts)
+
+
+def _scored(
+    itemid: int, label: str, category: str, rows: int, texts: tuple[str, ...], scores: tuple
+) -> FillerItem:
+    return FillerItem(itemid, label, category, "Text", rows, texts, tuple(float(x) for x in scores))
+
+
+def _checkbox(itemid: int, label: str, rows: int) -> FillerItem:
+    return FillerItem(itemid, label, "Alarms", "Checkbox", rows, ("1",), (1.0,))
+
+
+def _setting(
+    itemid: int, label: str, category: str, rows: int, unit: str, *spread: float, decimals: int = 0
+) -> FillerItem:
+    """A numeric item: ``spread`` = (mean, sd, low, high) of the charted value."""
+    return FillerItem(itemid, label, category, "Numeric", rows, (), spread, unit, decimals)
+
+
+LUNG = ("Clear", "Diminished", "Crackles", "Rhonchi", "Coarse", "Absent")
+PUPIL_SIZE = ("2 mm", "3 mm", "4 mm", "5 mm")
+PUPIL_RESPONSE = ("Brisk", "Sluggish", "Non-reactive")
+RASS = (
+    " 0  Alert and calm",
+    "-1 Awakens to voice (eye opening/contact) > 10 sec",
+    "-2 Light sedation, briefly awakens to voice (eye opening/contact) < 10 sec",
+    "-3 Moderate sedation, movement or eye opening; No eye contact",
+    "+1 Anxious, apprehensive, but not aggressive",
+)
+RESTRAINT, ROUTINE, PAIN, TREAT = (
+    "Restraint/Support Systems",
+    "Routine Vital Signs",
+    "Pain/Sedation",
+    "Treatments",
+)
+
+FILLER: tuple[FillerItem, ...] = (
+    _text(227969, "Safety Measures", RESTRAINT, 19330,
+          "Bed locked in low position", "Call light within reach", "Side rails x2", "Visual checks"),
+    _text(220048, "Heart Rhythm", ROUTINE, 12460, "SR (Sinus Rhythm)", "ST (Sinus Tachycardia)",
+          "AF (Atrial Fibrillation)", "SB (Sinus Bradycardia)"),
+    _text(224650, "Ectopy Type 1", ROUTINE, 11044, "None", "PVC's", "PAC's"),
+    _text(227958, "Less Restrictive Measures", RESTRAINT, 7675, "Reorientation", "Diversional activity",
+          "Bed alarm"),
+    _text(223792, "Pain Management", PAIN, 5371, "Repositioned", "IV Bolus", "PO/PR", "None"),
+    _text(224080, "Head of Bed", TREAT, 5124, "30 Degrees", "45 Degrees", "Flat"),
+    _text(224082, "Turn", TREAT, 5045, "Side to Side", "Self", "Refused"),
+    _text(224086, "Activity Tolerance", TREAT, 4863, "Tolerated well", "Fatigued"),
+    _text(224093, "Position", TREAT, 4742, "Left Side", "Right Side", "Supine", "Sitting"),
+    _text(224642, "Temperature Site", ROUTINE, 3794, "Oral", "Axillary", "Blood", "Tympanic", "Rectal"),
+    _text(224073, "Education Topic", RESTRAINT, 3497, "Plan of care", "Medications", "Pain management"),
+    _text(224087, "Therapeutic Bed", TREAT, 3346, "Standard", "Low air loss", "Kinetic"),
+    _text(223781, "Pain Present", PAIN, 3330, "No", "Yes", "Unable to Determine"),
+    _text(223795, "Pain Assessment Method", PAIN, 3310, "Numeric", "Verbal", "CPOT"),
+    _text(224089, "Anti Embolic Device", TREAT, 3196, "Pneumoboots", "TEDs", "None"),
+    _text(226732, "O2 Delivery Device(s)", "Respiratory", 3145, "None", "Nasal cannula", "Endotracheal tube",
+          "Face tent", "High flow neb"),
+    _text(223987, "RLL Lung Sounds", "Pulmonary", 3104, *LUNG),
+    _text(223989, "LLL Lung Sounds", "Pulmonary", 3070, *LUNG),
+    _text(223986, "RUL Lung Sounds", "Pulmonary", 3047, *LUNG),
+    _text(223988, "LUL Lung Sounds", "Pulmonary", 3015, *LUNG),
+    _text(227944, "Side Rails", RESTRAINT, 3032, "2 Rails Up", "4 Rails Up"),
+    _checkbox(224641, "Alarms On", 3020),
+    _checkbox(224168, "Parameters Checked", 2970),
+    _text(225054, "Anti Embolic Device Status", TREAT, 2902, "On", "Off"),
+    _text(224003, "Abdominal Assessment", "GI/GU", 2898, "Soft", "Distended", "Firm", "Tender"),
+    _text(223783, "Pain Location", PAIN, 2780, "Abdominal", "Back", "Chest", "Incision"),
+    _scored(228096, "Richmond-RAS Scale", PAIN, 2751, RASS, (0, -1, -2, -3, 1)),
+    _text(224001, "Diet Type", "GI/GU", 2570, "NPO", "Regular", "Cardiac", "Diabetic", "Tube Feeding"),
+    _text(223907, "Pupil Size Right", "Neurological", 2546, *PUPIL_SIZE),
+    _text(224733, "Pupil Size Left", "Neurological", 2545, *PUPIL_SIZE),
+    _text(227121, "Pupil Response Right", "Neurological", 2538, *PUPIL_RESPONSE),
+    _text(227288, "Pupil Response Left", "Neurological", 2535, *PUPIL_RESPONSE),
+    _text(223999, "Oral Cavity", "GI/GU", 2471, "Pink/Moist", "Dry", "Coated"),
+    _checkbox(228305, "ST Segment Monitoring On", 2383),
+    _text(224084, "Activity", TREAT, 2379, "Bed", "Chair", "Dangle", "Ambulate"),
+    _text(224015, "Urine Source", "GI/GU", 2359, "Foley", "Voiding", "Condom Cath"),
+    *(_scored(itemid, label, "Skin - Assessment", BRADEN_ROWS[itemid], texts, range(1, len(texts) + 1))
+      for itemid, (label, texts) in BRADEN.items()),
+    _setting(220339, "PEEP set", "Respiratory", 1447, "cmH2O", 6.0, 2.5, 0.0, 22.0),
+    _setting(220074, "Central Venous Pressure", "Hemodynamics", 1386, "mmHg", 11.0, 4.0, -4.0, 30.0),
+    _setting(224687, "Minute Volume", "Respiratory", 1359, "L/min", 9.0, 2.5, 2.0, 25.0, decimals=1),
+    _setting(224697, "Mean Airway Pressure", "Respiratory", 1342, "cmH2O", 9.0, 3.0, 3.0, 25.0),
+    _setting(224685, "Tidal Volume (observed)", "Respiratory", 1331, "mL", 460.0, 90.0, 150.0, 900.0),
+    _setting(224695, "Peak Insp. Pressure", "Respiratory", 1319, "cmH2O", 19.0, 6.0, 5.0, 45.0),
+    _setting(220292, "Minute Volume Alarm - Low", "Alarms", 1303, "L/min", 5.0, 1.0, 2.0, 10.0),
+    _setting(220293, "Minute Volume Alarm - High", "Alarms", 1297, "L/min", 18.0, 3.0, 10.0, 30.0),
+    _setting(223873, "Paw High", "Alarms", 1296, "cmH2O", 40.0, 4.0, 30.0, 60.0),
+    _setting(220046, "Heart rate Alarm - High", "Alarms", 1217, "bpm", 130.0, 10.0, 100.0, 170.0),
+    _setting(223770, "O2 Saturation Pulseoxymetry Alarm - Low", "Alarms", 1212, "%", 90.0, 2.0, 85.0, 95.0),
+    _setting(223769, "O2 Saturation Pulseoxymetry Alarm - High", "Alarms", 1208, "%", 100, 0.5, 98, 100),
+    _setting(220047, "Heart Rate Alarm - Low", "Alarms", 1208, "bpm", 50.0, 5.0, 35.0, 60.0),
+    _setting(224161, "Resp Alarm - High", "Alarms", 1187, "insp/min", 35.0, 4.0, 25.0, 45.0),
+    _setting(224162, "Resp Alarm - Low", "Alarms", 1187, "insp/min", 8.0, 1.0, 5.0, 12.0),
+)  # fmt: skip
+
+FILLER_TEXTS: tuple[str, ...] = tuple(dict.fromkeys(t for item in FILLER for t in item.texts))
+FILLER_DECIMALS = {item.itemid: item.decimals for item in FILLER if item.decimals}
+FILLER_UNITS = {item.itemid: item.unit for item in FILLER if item.unit}
+_BUILT_IN = {it.itemid for it in mi.ITEMS if it.linksto == "chartevents" and it.variable is None}
+_FEEDING = np.array(sorted(it.itemid for it in mi.ITEMS if it.linksto == "chartevents" and it.variable))
+
+
+def _check() -> None:
+    ids = [item.itemid for item in FILLER]
+    if len(set(ids)) != len(ids):
+        raise ValueError("duplicate filler item id")
+    feeding = set(_FEEDING.tolist())
+    clash = [i for i in ids if i in feeding]
+    if clash:
+        raise ValueError(f"filler items {clash} feed a variable")
+
+
+_check()
+
+
+def filler_count(itemids: np.ndarray, ratio: float) -> int:
+    """Filler rows to add to a chunk with these item ids: ``ratio`` per row of a variable's item, less the
+    rows of items without variable the chunk already has (heart rhythm, heart rate alarm)."""
+    feeding = int(np.isin(itemids, _FEEDING).sum())
+    built_in = int(np.isin(itemids, list(_BUILT_IN)).sum())
+    return max(round(ratio * feeding) - built_in, 0)
+
+
+def filler_rows(
+    stay: np.ndarray,
+    time: np.ndarray,
+    itemids: np.ndarray,
+    ratio: float,
+    rng: np.random.Generator,
+    text_base: int,
+) -> dict[str, np.ndarray]:
+    """Filler events for one chunk whose events are (stay, time, itemids): columns stay, itemid, time,
+    valuenum (NaN for texts without number) and text (index into the text lookup, offset by
+    ``text_base``; -1 for numbers). Each row copies the stay and time of a random row of a variable."""
+    n = filler_count(itemids, ratio)
+    source = np.flatnonzero(np.isin(itemids, _FEEDING))
+    if not n or not len(source):
+        return {k: np.zeros(0, t) for k, t in (("stay", np.int64), ("itemid", np.int64), ("time", np.int64),
+                                               ("valuenum", np.float64), ("text", np.int64))}  # fmt: skip
+    picked = source[rng.integers(0, len(source), n)]
+    weights = np.array([item.weight for item in FILLER], dtype=np.float64)
+    which = rng.choice(len(FILLER), size=n, p=weights / weights.sum())
+    u = rng.random(n)
+    valuenum = np.full(n, np.nan)
+    text = np.full(n, -1, dtype=np.int64)
+    text_index = {t: i for i, t in enumerate(FILLER_TEXTS)}
+    for k, item in enumerate(FILLER):
+        rows = np.flatnonzero(which == k)
+        if not len(rows):
+            continue
+        if item.texts:
+            choice = np.minimum((u[rows] * len(item.texts)).astype(np.int64), len(item.texts) - 1)
+            codes = np.array([text_base + text_index[t] for t in item.texts])
+            text[rows] = codes[choice]
+            if item.numbers:
+                valuenum[rows] = np.asarray(item.numbers)[choice]
+        else:
+            mean, sd, low, high = item.numbers
+            valuenum[rows] = np.clip(mean + sd * rng.standard_normal(len(rows)), low, high)
+    return {
+        "stay": stay[picked],
+        "itemid": np.array([item.itemid for item in FILLER], dtype=np.int64)[which],
+        "time": time[picked],
+        "valuenum": valuenum,
+        "text": text,
+    }

@@ -7,6 +7,10 @@ CSV: same population, same bytes.
 
 from __future__ import annotations
 
+import io
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import BinaryIO
@@ -17,11 +21,15 @@ from tqdm import tqdm
 
 from omnifuse.cohorts.mimic.schema import MIMIC_IV_LAYOUTS
 from omnifuse.cohorts.phenotypes import PhenotypeGroup
-from omnifuse.formats.atomic import gzip_writer
+from omnifuse.formats.atomic import atomic_path, gzip_bytes, gzip_writer
 from omnifuse.synth import mimic_items as mi
 from omnifuse.synth.mimic_events import (
+    FILLER,
+    FILLER_UNITS,
+    TEXT_VALUES,
     StayChunk,
     chart_chunk,
+    filler_rows,
     format_numbers,
     lab_chunk,
     text_column,
@@ -31,6 +39,7 @@ from omnifuse.synth.rng import keyed_rng
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 CHART_CHUNK = 1000  # stays per chartevents chunk (fixed: the random streams are keyed on it)
+MEMBER_BYTES = 32 << 20  # text per gzip member of chartevents with filler rows (compressed in parallel)
 LAB_CHUNK = 2000  # admissions per labevents chunk
 
 ICD_DICTIONARY = "icd_titles_demo.csv"  # titles of the demo codes and of codes in no benchmark group
@@ -84,9 +93,15 @@ def _write_table(root: Path, layout: str, table: str, frame: pl.DataFrame) -> No
 
 
 def write_core_tables(
-    root: Path, pop: Population, groups: list[PhenotypeGroup], layout: str, seed: int
+    root: Path,
+    pop: Population,
+    groups: list[PhenotypeGroup],
+    layout: str,
+    seed: int,
+    filler_items: bool = False,
 ) -> None:
-    """patients, admissions, diagnoses_icd, dictionaries and icustays."""
+    """patients, admissions, diagnoses_icd, dictionaries and icustays (``filler_items``: ``d_items`` also
+    lists the filler items of :func:`write_chartevents`)."""
     rng = keyed_rng(seed, "admin-tables")
     pat, adm, st = pop.patients, pop.admissions, pop.stays
     base = "core" if layout == "v1" else "hosp"
@@ -166,6 +181,13 @@ def write_core_tables(
     _write_table(root, layout, "icu/icustays", icustays)
 
     chart_items = [it for it in mi.ITEMS if it.linksto == "chartevents"]
+    if filler_items:
+        known = {it.itemid for it in chart_items}
+        chart_items += [
+            mi.Item(f.itemid, f.label, f.label, "chartevents", f.category, f.unit, f.param_type, None)
+            for f in FILLER
+            if f.itemid not in known
+        ]
     d_items = pl.DataFrame(
         {
             "itemid": [it.itemid for it in chart_items],
@@ -177,7 +199,8 @@ def write_core_tables(
             "param_type": [it.param_type for it in chart_items],
             "lownormalvalue": pl.Series([None] * len(chart_items), dtype=pl.Float64),
             "highnormalvalue": pl.Series([None] * len(chart_items), dtype=pl.Float64),
-        }
+        },
+        schema_overrides={"unitname": pl.String},
     )
     _write_table(root, layout, "icu/d_items", d_items)
 
@@ -254,7 +277,7 @@ def _event_frame(subject_id: np.ndarray, ev: dict[str, np.ndarray], rng: np.rand
     valuenum, number_text = format_numbers(ev["valuenum"], ev["itemid"])
     is_text = ev["text"] >= 0
     value = pl.select(pl.when(pl.Series(is_text)).then(text_column(ev["text"])).otherwise(number_text))
-    units = {it.itemid: it.unit for it in mi.ITEMS if it.param_type == "Numeric"}
+    units = {it.itemid: it.unit for it in mi.ITEMS if it.param_type == "Numeric"} | FILLER_UNITS
     store = ev["time"] + (rng.uniform(1, 120, n) * MINUTE).astype(np.int64) // MINUTE * MINUTE
     return pl.DataFrame(
         {
@@ -288,29 +311,92 @@ def write_chartevents(
     ehr_signal: float,
     error_rate: float,
     progress: bool = False,
+    filler_ratio: float = 0.0,
+    workers: int = 1,
 ) -> int:
-    """Stream ``icu/chartevents`` a chunk of stays at a time; return the number of rows."""
+    """Stream ``icu/chartevents`` a chunk of stays at a time; return the number of rows.
+
+    ``filler_ratio``: rows of items that feed no variable per row of a variable (:func:`filler_rows`;
+    0: none added). With filler rows (six times more rows), the text is compressed as gzip members of
+    at most :data:`MEMBER_BYTES` each by ``workers`` threads while the next chunk is generated (a valid
+    gzip file, the same bytes with any number of workers); without, the file is one gzip stream as
+    before."""
+    frames = _chart_frames(pop, layout, seed, ehr_signal, error_rate, filler_ratio)
+    chunks = -(-pop.n_stays // CHART_CHUNK)
+    frames = tqdm(frames, total=chunks, desc="chartevents", unit="chunk", disable=not progress)
+    total = 0
+    if filler_ratio > 0:
+        with (
+            atomic_path(path) as tmp,
+            open(tmp, "wb") as out,
+            ThreadPoolExecutor(max_workers=max(workers, 1)) as pool,  # zlib releases the GIL
+        ):
+            pending: deque[tuple[int, Future[bytes]]] = deque()
+            for c, frame in frames:
+                text = _csv_bytes(frame, header=c == 0)
+                pending.extend(
+                    (c, pool.submit(gzip_bytes, piece)) for piece in _line_pieces(text, MEMBER_BYTES)
+                )
+                total += frame.height
+                while pending and pending[0][0] < c:  # the text of at most two chunks in memory
+                    out.write(pending.popleft()[1].result())
+            for _, future in pending:
+                out.write(future.result())
+        return total
+    with gzip_writer(path) as gz:
+        for c, frame in frames:
+            gz.write(_csv_bytes(frame, header=c == 0))
+            total += frame.height
+    return total
+
+
+def _chart_frames(
+    pop: Population, layout: str, seed: int, ehr_signal: float, error_rate: float, filler_ratio: float
+) -> Iterator[tuple[int, pl.DataFrame]]:
+    """(chunk number, its chartevents rows in file order: by subject, stay, time and item id)."""
     columns = MIMIC_IV_LAYOUTS[layout]["icu/chartevents"]
     st = pop.stays
-    total = 0
-    with gzip_writer(path) as gz:
-        chunks = range(0, pop.n_stays, CHART_CHUNK)
-        for c, start in enumerate(tqdm(chunks, desc="chartevents", unit="chunk", disable=not progress)):
-            index = np.arange(start, min(start + CHART_CHUNK, pop.n_stays))
-            rng = keyed_rng(seed, "chartevents", c)
-            ev = chart_chunk(StayChunk.from_population(pop, index), rng, ehr_signal, error_rate).arrays()
-            pos = index[ev["stay"]]
-            n = len(pos)
-            frame = _event_frame(st["subject_id"][pos], ev, rng).with_columns(
-                hadm_id=pl.Series(st["hadm_id"][pos]),
-                stay_id=pl.Series(st["stay_id"][pos]),
-                caregiver_id=_null_where(pl.Series(rng.integers(10_000, 100_000, n)), rng.random(n) < 0.01),
-                warning=pl.Series((rng.random(n) < 0.004).astype(np.int64)),
+    for c, start in enumerate(range(0, pop.n_stays, CHART_CHUNK)):
+        index = np.arange(start, min(start + CHART_CHUNK, pop.n_stays))
+        rng = keyed_rng(seed, "chartevents", c)
+        ev = chart_chunk(StayChunk.from_population(pop, index), rng, ehr_signal, error_rate).arrays()
+        if filler_ratio > 0:  # a stream of its own: the other rows are those without filler
+            extra = filler_rows(
+                ev["stay"],
+                ev["time"],
+                ev["itemid"],
+                filler_ratio,
+                keyed_rng(seed, "chartevents-filler", c),
+                len(TEXT_VALUES),
             )
-            frame = frame.sort("subject_id", "stay_id", "charttime", "itemid", maintain_order=True)
-            _append_csv(gz, frame.select(columns), header=c == 0)
-            total += n
-    return total
+            ev = {k: np.concatenate([v, extra[k]]) for k, v in ev.items()}
+        pos = index[ev["stay"]]
+        n = len(pos)
+        frame = _event_frame(st["subject_id"][pos], ev, rng).with_columns(
+            hadm_id=pl.Series(st["hadm_id"][pos]),
+            stay_id=pl.Series(st["stay_id"][pos]),
+            caregiver_id=_null_where(pl.Series(rng.integers(10_000, 100_000, n)), rng.random(n) < 0.01),
+            warning=pl.Series((rng.random(n) < 0.004).astype(np.int64)),
+        )
+        # stable sort by subject, stay, charttime, item id (numpy: several times faster than polars here)
+        order = np.lexsort((ev["itemid"], ev["time"], st["stay_id"][pos], st["subject_id"][pos]))
+        yield c, frame[order].select(columns)
+
+
+def _line_pieces(text: bytes, size: int) -> Iterator[memoryview]:
+    """``text`` cut after the first newline at or past every ``size`` bytes (views, no copies)."""
+    view, start = memoryview(text), 0
+    while start < len(text):
+        cut = text.find(b"\n", start + size) if start + size < len(text) else -1
+        stop = len(text) if cut < 0 else cut + 1
+        yield view[start:stop]
+        start = stop
+
+
+def _csv_bytes(frame: pl.DataFrame, header: bool) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_csv(buffer, include_header=header, datetime_format=TIME_FORMAT, null_value="")
+    return buffer.getvalue()
 
 
 def write_labevents(

@@ -1,4 +1,4 @@
-"""The ehr.h5 cache: same result in memory, sharded (resumable) and from unsorted event files."""
+"""The ehr.h5 cache: same result written directly, sharded (resumable) and from unsorted event files."""
 
 from __future__ import annotations
 
@@ -35,14 +35,14 @@ def test_sharded_and_unsorted_paths_give_the_in_memory_result(inputs, tmp_path, 
     info = build.build_ehr_cache(
         inputs / "pheno.parquet", inputs / "events.parquet", tmp_path / "a.h5", options
     )
-    assert info["written"] == "in memory" and info["n_steps"] == 30  # 60 h cap at 2 h
+    assert info["written"] == "direct" and info["n_steps"] == 30  # 60 h cap at 2 h
     reference = read_cache(tmp_path / "a.h5", "ehr")
     # events in another order (e.g. written by an older version): sorted on load
     shuffled = pl.read_parquet(inputs / "events.parquet").sample(fraction=1.0, shuffle=True, seed=1)
     meta = pl.read_parquet_metadata(inputs / "events.parquet")
     shuffled.write_parquet(tmp_path / "events.parquet", metadata=meta)
     summary_path(tmp_path / "events.parquet").write_text(summary_path(inputs / "events.parquet").read_text())
-    monkeypatch.setattr(build, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(build, "DIRECT_BYTES", 0)
     info = build.build_ehr_cache(
         inputs / "pheno.parquet", tmp_path / "events.parquet", tmp_path / "b.h5", options, shard_size=3
     )
@@ -56,7 +56,7 @@ def test_sharded_and_unsorted_paths_give_the_in_memory_result(inputs, tmp_path, 
 
 
 def test_a_killed_sharded_build_resumes(inputs, tmp_path, monkeypatch):
-    monkeypatch.setattr(build, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(build, "DIRECT_BYTES", 0)
     options = DiscretizerOptions()
     calls = {"n": 0}
     original = cache_module.ShardedCacheWriter.write
@@ -85,7 +85,7 @@ def test_a_killed_sharded_build_resumes(inputs, tmp_path, monkeypatch):
     )
     assert 0 not in written and 1 not in written and len(written) > 0
     resumed = read_cache(tmp_path / "c.h5", "ehr")
-    monkeypatch.setattr(build, "IN_MEMORY_BYTES", 1 << 30)
+    monkeypatch.setattr(build, "DIRECT_BYTES", 1 << 30)
     build.build_ehr_cache(inputs / "pheno.parquet", inputs / "events.parquet", tmp_path / "d.h5", options)
     np.testing.assert_array_equal(resumed.data, read_cache(tmp_path / "d.h5", "ehr").data)
 

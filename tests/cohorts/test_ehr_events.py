@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 
 from omnifuse.cohorts.ehr.channels import channel_spec
 from omnifuse.cohorts.ehr.events import (
+    PART_STAYS,
+    SORT_KEYS,
     extract_events,
     extract_events_to,
+    in_event_order,
     read_events_summary,
     scan_events,
     summary_path,
@@ -141,3 +145,72 @@ def test_meds_numbers_map_to_the_same_categories(tmp_path):
     assert [verbal.categories[int(x)] for x in values(events, verbal.name)] == ["No Response"]
     assert values(events, "Temperature") == pytest.approx([37.0], abs=1e-5)
     assert summary["variables"]["Capillary refill rate"]["no_value"] == 1
+
+
+def test_counts_of_rows_dropped_before_the_variables(source):
+    _, summary = extract_events(source, EventOptions())
+    assert summary["rows_unknown_item"] == 1  # the heart-rate alarm (220046)
+    assert summary["rows_orphan"] == 1  # the outpatient lab without hadm_id
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """A small synthetic hospital with filler rows (stays of all lengths, labs, every unit variant)."""
+    from omnifuse.synth.mimic import MimicSynthConfig, generate_mimic
+
+    out = tmp_path_factory.mktemp("synthetic") / "hospital"
+    generate_mimic(out, MimicSynthConfig(n_stays=60, seed=5, with_cxr=False, filler_ratio=2.0), workers=1)
+    return open_source(out / "mimic-iv")
+
+
+@pytest.mark.parametrize(("part_stays", "part_rows"), [(1, None), (7, None), (PART_STAYS, 500)])
+def test_partitioned_extraction_is_the_in_memory_one(synthetic, tmp_path, monkeypatch, part_stays, part_rows):
+    """Tiny partitions (one stay each, 7, or all stays read in pieces of 500 rows) give the file of the
+    straightforward in-memory computation: same rows in the same order, same summary, same bytes."""
+    from omnifuse.cohorts.ehr import events as events_module
+
+    reference, reference_summary = extract_events(synthetic, EventOptions())
+    if part_rows:
+        monkeypatch.setattr(events_module, "PART_ROWS", part_rows)
+    assert reference.equals(reference.sort(list(SORT_KEYS)))  # the documented order
+    path = tmp_path / "events.parquet"
+    summary = extract_events_to(path, synthetic, EventOptions(), part_stays=part_stays)
+    assert summary == reference_summary
+    assert summary["rows_unknown_item"] > summary["rows_kept"] > 0 and summary["rows_orphan"] > 0
+    assert pl.read_parquet(path).equals(reference)
+    default = tmp_path / "default.parquet"
+    extract_events_to(default, synthetic, EventOptions())
+    assert path.read_bytes() == default.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["default.json", "default.parquet", "events.json",
+                                                          "events.parquet"]  # fmt: skip
+
+
+def test_a_failed_extraction_leaves_no_file(synthetic, tmp_path, monkeypatch):
+    from omnifuse.cohorts.ehr import events as events_module
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(events_module, "_write_sorted", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        extract_events_to(tmp_path / "events.parquet", synthetic, EventOptions(), part_stays=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stay_range", [1_000, 10_000_000_000])
+def test_event_order_is_the_sort_by_stay_time_variable_value(stay_range):
+    """The numpy sort (lookup-table or unique ranks) and polars' fallback give polars' four-key sort."""
+    rng = np.random.default_rng(3)
+    n = 5000
+    frame = pl.DataFrame(
+        {
+            "stay_id": rng.integers(0, stay_range, 40)[rng.integers(0, 40, n)],
+            "us": rng.integers(-3600, 50, n) * 60_000_000,  # many ties, some before intime
+            "variable": rng.integers(0, 17, n).astype(np.uint8),
+            "value": rng.integers(0, 4, n).astype(np.float64),
+        }
+    )
+    assert in_event_order(frame).equals(frame.sort(list(SORT_KEYS)))
+    wide = frame.with_columns(us=pl.col("us") * 10_000_000)  # a key of more than 63 bits: polars
+    assert in_event_order(wide).equals(wide.sort(list(SORT_KEYS)))
+    assert in_event_order(frame.head(0)).height == 0

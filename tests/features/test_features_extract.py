@@ -109,6 +109,7 @@ def test_bad_inputs_are_reported_and_too_many_fail_the_job(mimic, tmp_path):
     rows = report_rows(tmp_path / "cxr.report.csv")
     assert rows[a][0] == "failed" and "OSError" in rows[a][1]
     assert rows[b][0] == "failed" and "FileNotFoundError" in rows[b][1]
+    assert str(jpg / img_b) in rows[b][1]  # the real path, not a placeholder
     cache = read_cache(tmp_path / "cxr.h5")
     present = dict(zip(cache.ids, cache.present, strict=True))
     assert not present[a] and not present[b]
@@ -329,6 +330,6 @@ def test_unreadable_volumes_fail_only_their_sample(lung, tmp_path):
     extract("ct", cohort, copy, tmp_path / "ct.h5", replace(FAST, max_bad_fraction=0.5))
     rows = report_rows(tmp_path / "ct.report.csv")
     assert rows["LUNG0002"][0] == "failed" and "VolumeError" in rows["LUNG0002"][1]
-    assert "/patients/" not in rows["LUNG0002"][1]  # the path is not repeated in the report
+    assert str(copy / "patients" / "LUNG0002" / "ct.nii.gz") in rows["LUNG0002"][1]  # the real path
     cache = read_cache(tmp_path / "ct.h5")
     assert dict(zip(cache.ids, cache.present, strict=True)) == {s: s != "LUNG0002" for s in cache.ids}

@@ -6,7 +6,14 @@ import h5py
 import numpy as np
 import pytest
 
-from omnifuse.formats.cache import CacheError, FeatureCache, ShardedCacheWriter, read_cache, write_cache
+from omnifuse.formats.cache import (
+    CacheError,
+    FeatureCache,
+    ShardedCacheWriter,
+    cache_rows_writer,
+    read_cache,
+    write_cache,
+)
 
 ATTRS = {"encoder": "resnet34", "weights": "none", "preprocessing": {"size": 224}}
 
@@ -107,3 +114,28 @@ def test_sharded_writer_discards_shards_of_another_spec(tmp_path):
         tmp_path / "x.h5", "cxr", ids, 1, 2, {**ATTRS, "weights": "imagenet"}, shard_size=2
     )
     assert len(other.pending()) == 2
+
+
+def test_rows_writer_gives_the_file_of_write_cache_in_bounded_blocks(tmp_path):
+    cache = make_cache()
+    write_cache(tmp_path / "whole.h5", cache)
+    unmasked = np.where(cache.present[:, None, None], cache.data, 1)  # the writer zeroes absent rows
+    with cache_rows_writer(
+        tmp_path / "rows.h5", "cxr", list(cache.ids), 3, 4, dict(ATTRS), "float16"
+    ) as write:
+        for start in (0, 2, 4):
+            stop = min(start + 2, len(cache))
+            full_mask = np.ones((stop - start, 3), bool)
+            write(start, unmasked[start:stop], full_mask, cache.present[start:stop])
+    with h5py.File(tmp_path / "whole.h5") as a, h5py.File(tmp_path / "rows.h5") as b:
+        for name in ("ids", "present", "data", "mask"):
+            np.testing.assert_array_equal(a[name][()], b[name][()])
+            assert a[name].dtype == b[name].dtype
+    with (
+        pytest.raises(CacheError, match="row 4 was not written"),
+        cache_rows_writer(tmp_path / "partial.h5", "cxr", list(cache.ids), 3, 4, dict(ATTRS)) as write,
+    ):
+        write(0, cache.data[:4], cache.mask[:4], cache.present[:4])
+    assert not (tmp_path / "partial.h5").exists()
+    with pytest.raises(CacheError, match="duplicate sample id"):
+        cache_rows_writer(tmp_path / "dup.h5", "cxr", ["a", "a"], 3, 4, dict(ATTRS)).__enter__()

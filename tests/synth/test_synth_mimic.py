@@ -277,7 +277,14 @@ def test_cli_writes_and_refuses_to_clobber(tmp_path, caplog):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("n_stays", 0), ("layout", "v3"), ("cxr_availability", 1.2), ("ehr_signal", -1.0), ("image_columns", 8)],
+    [
+        ("n_stays", 0),
+        ("layout", "v3"),
+        ("cxr_availability", 1.2),
+        ("ehr_signal", -1.0),
+        ("image_columns", 8),
+        ("filler_ratio", -1.0),
+    ],
 )
 def test_invalid_options_name_the_option(field, value):
     with pytest.raises(ValueError, match=field):
@@ -292,3 +299,42 @@ def test_ground_truth_matches_tables(hospital, tables):
     j = truth.join(adm, on="hadm_id")
     assert (j["in_hospital_death"] == (j["hospital_expire_flag"] == 1)).all()
     assert np.isfinite(truth["severity"].to_numpy()).all()
+
+
+def test_filler_rows_follow_the_ratio_and_change_no_extracted_event(hospital, tmp_path):
+    """--filler-ratio adds rows of items that feed no variable (deterministically); without it the
+    hospital is the one of the fixture, and the EHR extraction reads the same events either way."""
+    from omnifuse.cohorts.ehr.events import extract_events
+    from omnifuse.cohorts.ehr.options import EventOptions
+    from omnifuse.cohorts.mimic import open_source
+    from omnifuse.synth import mimic_items as mi
+
+    plain = dataclasses.replace(SMALL, with_cxr=False)
+    filled = dataclasses.replace(plain, filler_ratio=5.07)
+    generate_mimic(tmp_path / "plain", plain, workers=1)
+    generate_mimic(tmp_path / "filled", filled, workers=1)
+    generate_mimic(tmp_path / "again", filled, workers=2)
+    assert tree_digest(tmp_path / "again") == tree_digest(tmp_path / "filled")
+    fixture, without = tree_digest(hospital[0]), tree_digest(tmp_path / "plain")
+    assert all(fixture[name] == digest for name, digest in without.items() if name.startswith("mimic-iv/"))
+    digest = tree_digest(tmp_path / "filled")
+    changed = {name for name, value in without.items() if digest.get(name) != value}
+    assert changed == {"mimic-iv/icu/chartevents.csv.gz", "mimic-iv/icu/d_items.csv.gz", "synth_info.json"}
+
+    chart = pl.read_csv(tmp_path / "filled/mimic-iv/icu/chartevents.csv.gz", infer_schema=False)
+    feeding = {it.itemid for it in mi.ITEMS if it.linksto == "chartevents" and it.variable}
+    is_feeding = chart["itemid"].cast(pl.Int64).is_in(list(feeding))
+    assert (~is_feeding).sum() / is_feeding.sum() == pytest.approx(5.07, abs=0.01)
+    d_items = pl.read_csv(tmp_path / "filled/mimic-iv/icu/d_items.csv.gz", infer_schema=False)
+    assert set(chart["itemid"].cast(pl.Int64)) <= set(d_items["itemid"].cast(pl.Int64))
+    assert d_items["itemid"].is_unique().all()
+
+    events = {}
+    for name in ("plain", "filled"):
+        events[name], summary = extract_events(open_source(tmp_path / name / "mimic-iv"), EventOptions())
+        events[name + " unknown"] = summary["rows_unknown_item"]
+    assert events["plain"].equals(events["filled"])
+    assert events["filled unknown"] - events["plain unknown"] == int((~is_feeding).sum()) - int(
+        (~pl.read_csv(tmp_path / "plain/mimic-iv/icu/chartevents.csv.gz", infer_schema=False)["itemid"]
+         .cast(pl.Int64).is_in(list(feeding))).sum()
+    )  # fmt: skip

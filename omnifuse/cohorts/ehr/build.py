@@ -11,16 +11,19 @@ dataset, task, window, cohort sha256), the events file (path, size, modification
 events discard the shards of an interrupted build) and the machine (``host_cpu``). An events file that
 cannot be read (truncated, not parquet) is an error naming it.
 
-Writing: caches up to ``IN_MEMORY_BYTES`` are assembled in memory and written once with
-:func:`omnifuse.formats.cache.write_cache` (discretizing takes seconds per 10,000 stays, so there is
-little to resume); larger ones go shard by shard through the resumable
-:class:`omnifuse.formats.cache.ShardedCacheWriter` (bounded memory, twice the disk traffic).
+Memory is bounded by the block size, not by the number of stays or events: stays are discretized a
+block of cohort rows at a time, each block reading only its stays' events (the events file is sorted by
+stay, so a block of a stay-sorted cohort reads a row group or two). Caches up to ``DIRECT_BYTES`` are
+written straight into the cache file with :func:`omnifuse.formats.cache.cache_rows_writer`, in blocks
+of ``DIRECT_BLOCK`` stays (discretizing takes seconds per 10,000 stays, so there is little to resume);
+larger ones go through the resumable :class:`omnifuse.formats.cache.ShardedCacheWriter` in blocks of
+``shard_size`` stays (twice the disk traffic).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,14 +37,15 @@ from omnifuse.cohorts.ehr.discretizer import EPS, discretize, n_bins
 from omnifuse.cohorts.ehr.events import read_events_summary, scan_events
 from omnifuse.cohorts.ehr.options import DiscretizerOptions
 from omnifuse.cohorts.mimic.tables import SourceError
-from omnifuse.formats.cache import FeatureCache, ShardedCacheWriter, status_from_present, write_cache
+from omnifuse.formats.cache import ShardedCacheWriter, cache_rows_writer
 from omnifuse.formats.cohort import CohortRef, read_cohort
 from omnifuse.hostinfo import host_info
 
 log = logging.getLogger(__name__)
 
 ENCODER = "discretizer"
-IN_MEMORY_BYTES = 2 << 30  # larger caches are written shard by shard
+DIRECT_BYTES = 2 << 30  # larger caches are written through resumable shard files
+DIRECT_BLOCK = 512  # stays discretized at a time when the cache is written directly
 
 
 def window_hours(cohort: pl.DataFrame) -> np.ndarray:
@@ -53,21 +57,8 @@ def window_hours(cohort: pl.DataFrame) -> np.ndarray:
     return np.divide(cohort.select(micro.alias("us"))["us"].to_numpy(), 3.6e9)
 
 
-def _load_events(events_path: str | Path, cap_hours: float) -> dict[str, np.ndarray]:
-    """Events up to ``cap_hours`` after intime as numpy columns (stay_id, us, variable, value), sorted
-    by stay (``omnifuse ehr extract`` writes them so; other files are sorted here)."""
-    cap_us = int((cap_hours + EPS) * 3_600_000_000)
-    frame = (
-        scan_events(events_path).filter(pl.col("us") <= cap_us).select("stay_id", "us", "variable", "value")
-    )
-    frame = frame.collect()
-    events = {c: frame[c].to_numpy() for c in frame.columns}
-    del frame
-    stay = events["stay_id"]
-    if len(stay) and not np.all(stay[1:] >= stay[:-1]):
-        order = np.argsort(stay, kind="stable")
-        events = {c: v[order] for c, v in events.items()}
-    return events
+EventReader = Callable[[np.ndarray], dict[str, np.ndarray]]
+EVENT_READ_ERRORS = (pl.exceptions.PolarsError, OSError, EOFError)
 
 
 def events_error(path: str | Path, exc: BaseException) -> SourceError:
@@ -79,31 +70,52 @@ def events_error(path: str | Path, exc: BaseException) -> SourceError:
     )
 
 
-def _read_events(events_path: str | Path, cap_hours: float) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The events (:func:`_load_events`) and their summary; unreadable files raise naming the file."""
-    try:
-        summary = read_events_summary(events_path)
-        return _load_events(events_path, cap_hours), summary
-    except (pl.exceptions.PolarsError, OSError, EOFError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise events_error(events_path, exc) from exc
-
-
 def _file_state(path: str | Path) -> str:
     st = Path(path).stat()
     return f"{Path(path).resolve()} ({st.st_size} bytes, mtime_ns {st.st_mtime_ns})"
 
 
+def _event_reader(events_path: str | Path, cap_hours: float) -> EventReader:
+    """``read(stays)``: the events of ``stays`` up to ``cap_hours`` after intime as numpy columns
+    (stay_id, us, variable, value), sorted by stay. The stay-id range filter lets the parquet reader skip
+    the row groups of other stays in a stay-sorted file (``omnifuse ehr extract`` writes them so);
+    other files are read whole for each call, with the same result. An unreadable file raises
+    :func:`events_error`."""
+    cap_us = int((cap_hours + EPS) * 3_600_000_000)
+    scan = scan_events(events_path).select("stay_id", "us", "variable", "value")
+
+    def read(stays: np.ndarray) -> dict[str, np.ndarray]:
+        wanted = pl.Series("stay_id", stays, dtype=pl.Int64)
+        try:
+            frame = scan.filter(
+                pl.col("stay_id").is_between(int(stays.min()), int(stays.max()))
+                & pl.col("stay_id").is_in(wanted.implode())
+                & (pl.col("us") <= cap_us)
+            ).collect()
+        except EVENT_READ_ERRORS as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise events_error(events_path, exc) from exc
+        events = {c: frame[c].to_numpy() for c in frame.columns}
+        stay = events["stay_id"]
+        if len(stay) and not np.all(stay[1:] >= stay[:-1]):
+            order = np.argsort(stay, kind="stable")
+            events = {c: v[order] for c, v in events.items()}
+        return events
+
+    return read
+
+
 def _shards(
-    events: dict[str, np.ndarray], cohort_stays: np.ndarray, size: int
+    read: EventReader, cohort_stays: np.ndarray, size: int
 ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
     """(start, stop, events of cohort rows start..stop-1 with ``row`` numbered from 0), per shard: each
-    stay's events are one slice of the stay-sorted columns."""
-    stay = events["stay_id"]
+    stay's events are one slice of the shard's stay-sorted events."""
     for start in range(0, len(cohort_stays), size):
         stop = min(start + size, len(cohort_stays))
         ids = cohort_stays[start:stop]
+        events = read(ids)
+        stay = events["stay_id"]
         lo, hi = np.searchsorted(stay, ids, "left"), np.searchsorted(stay, ids, "right")
         counts = hi - lo
         index = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
@@ -129,8 +141,14 @@ def build_ehr_cache(
     longest = min(float(ends.max()), options.max_hours) if len(ends) else options.timestep
     n_steps = max(int(n_bins(longest, options.timestep)), 1)
     n, dim = cohort.height, spec.n_columns
-    log.info("reading the events of %d stays from %s", n, events_path)
-    events, summary = _read_events(events_path, longest)
+    log.info("reading the events of %d stays from %s, %d stays at a time", n, events_path, shard_size)
+    try:
+        summary = read_events_summary(events_path)
+        read = _event_reader(events_path, longest)
+    except EVENT_READ_ERRORS as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise events_error(events_path, exc) from exc
     preprocessing = {
         **spec.to_json_dict(),
         "timestep_hours": options.timestep,
@@ -158,8 +176,11 @@ def build_ehr_cache(
     def run(start: int, stop: int, part: dict[str, np.ndarray], out: np.ndarray | None = None):
         return discretize(part, ends[start:stop], options.timestep, n_steps, spec, options.dtype, out=out)
 
-    shards = _shards(events, cohort["stay_id"].cast(pl.Int64).to_numpy(), shard_size)
-    bar = tqdm(total=-(-n // shard_size), desc="ehr shards", disable=not progress)
+    direct = nbytes <= DIRECT_BYTES
+    # written directly, stays are discretized in smaller blocks: less memory, the same rows
+    block = min(shard_size, DIRECT_BLOCK) if direct else shard_size
+    shards = _shards(read, cohort["stay_id"].cast(pl.Int64).to_numpy(), block)
+    bar = tqdm(total=-(-n // block), desc="ehr blocks", disable=not progress)
     workers = max(threads, 1)
 
     def bounded(submit) -> Iterator[tuple[int, int, Any]]:
@@ -177,22 +198,13 @@ def build_ehr_cache(
 
     # numpy and polars release the GIL: several shards are discretized at a time
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        if nbytes <= IN_MEMORY_BYTES:
-            data = np.empty((n, n_steps, dim), dtype=options.dtype)
-            mask = np.zeros((n, n_steps), dtype=bool)
-
-            def fill(start: int, stop: int, part: dict[str, np.ndarray]) -> None:
-                _, mask[start:stop] = run(start, stop, part, out=data[start:stop])
-
-            for _ in bounded(lambda start, stop, part: pool.submit(fill, start, stop, part)):
-                bar.update()
-            del events, shards
-            data[~present] = 0
-            mask[~present] = False
-            status = status_from_present(present)
-            write_cache(
-                out, FeatureCache("ehr", np.asarray(ids, dtype=object), present, data, mask, attrs, status)
-            )
+        if direct:
+            with cache_rows_writer(out, "ehr", ids, n_steps, dim, attrs, options.dtype) as write:
+                for start, stop, (shard_data, shard_mask) in bounded(
+                    lambda start, stop, part: pool.submit(run, start, stop, part)
+                ):
+                    write(start, shard_data, shard_mask, present[start:stop])
+                    bar.update()
         else:
             writer = ShardedCacheWriter(
                 out,
@@ -223,7 +235,7 @@ def build_ehr_cache(
         "columns": dim,
         "dtype": options.dtype,
         "capped": int((n_bins(ends, options.timestep) > n_steps).sum()),
-        "written": "in memory" if nbytes <= IN_MEMORY_BYTES else "sharded",
+        "written": "direct" if direct else "sharded",
     }
     log.info(
         "wrote %s: %d samples (%d with EHR), %d steps x %d columns (%s); %d stays capped at %g h",

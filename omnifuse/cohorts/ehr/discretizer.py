@@ -152,18 +152,21 @@ def discretize(
     last = np.where(seen, np.arange(n_steps + 1, dtype=np.int32)[None, :, None], np.int32(0))
     np.maximum.accumulate(last, axis=1, out=last)
     filled = np.take_along_axis(raw, last, axis=1)[:, 1:, :].reshape(n * n_steps, n_var)
-    blocks = []
-    for v in spec.variables:
-        if v.categorical:
-            blocks.append(np.eye(v.width, dtype=dtype)[filled[:, v.index].astype(np.int64)])
-        else:
-            blocks.append(filled[:, v.index : v.index + 1].astype(dtype))
-    blocks.append(observed.reshape(n * n_steps, n_var).astype(dtype))
+    del raw, last
     if out is None:
         out = np.empty((n, n_steps, spec.n_columns), dtype=dtype)
     if out.shape != (n, n_steps, spec.n_columns) or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous {(n, n_steps, spec.n_columns)} array, got {out.shape}")
-    np.concatenate(blocks, axis=1, out=out.reshape(n * n_steps, spec.n_columns))
+    # the columns are written in place, block by block: no (N * steps, 76) temporaries
+    flat, cells = out.reshape(n * n_steps, spec.n_columns), np.arange(n * n_steps)
+    for v in spec.variables:
+        if v.categorical:  # one-hot: a 1 in the slot of the category
+            block = flat[:, v.begin : v.begin + v.width]
+            block[...] = 0
+            block[cells, filled[:, v.index].astype(np.int64)] = 1
+        else:
+            flat[:, v.begin] = filled[:, v.index]
+    flat[:, spec.mask_begin :] = observed.reshape(n * n_steps, n_var)
     data = out
     data[~step_mask] = 0
     return data, step_mask

@@ -241,11 +241,12 @@ class MedsSource:
         return out.select("subject_id", "hadm_id", "icd_code", "icd_version").unique(maintain_order=True)
 
     def event_scans(self, itemids: Iterable[int]) -> list[EventScan]:
-        """One lazy scan of the ``LAB//<itemid>//...`` events of ``itemids`` (linked by subject and time)."""
+        """One lazy scan of the ``LAB//<itemid>//...`` events of ``itemids`` (linked by subject and time),
+        with the count of the other ``LAB//`` rows."""
         ids = sorted({int(i) for i in itemids})
         itemid = pl.col("code").str.extract(LAB, 1).cast(pl.Int64, strict=False)
         text = pl.col(self.text_column).cast(pl.String) if self.text_column else pl.lit(None, pl.String)
-        scan = (
+        labs = (
             self._scan()
             .filter(pl.col("code").str.starts_with("LAB//"))
             .select(
@@ -257,6 +258,8 @@ class MedsSource:
                 text.alias("value"),
                 pl.col(self.value_column).cast(pl.Float64).alias("valuenum"),
             )
-            .filter(pl.col("itemid").is_in(ids) & pl.col("charttime").is_not_null())
         )
-        return [EventScan(self.description, scan, "subject_id")]
+        wanted = pl.col("itemid").is_in(ids)
+        scan = labs.filter(wanted & pl.col("charttime").is_not_null())
+        skipped = labs.select((~wanted).fill_null(True).sum().cast(pl.Int64).alias("rows"))
+        return [EventScan(self.description, scan, "subject_id", skipped)]

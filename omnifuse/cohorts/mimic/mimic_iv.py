@@ -148,25 +148,29 @@ class MimicIVSource:
 
     def event_scans(self, itemids: Iterable[int]) -> list[EventScan]:
         """Lazy scans of ``chartevents`` (linked by ``stay_id``) and ``labevents`` (by ``hadm_id``),
-        restricted to ``itemids`` inside the scan; ``charttime`` is parsed strictly."""
+        restricted to ``itemids`` (the other rows counted by ``skipped``); ``charttime`` is parsed
+        strictly."""
         ids = sorted({int(i) for i in itemids})
         scans = []
         for table, link in (("chartevents", "stay_id"), ("labevents", "hadm_id")):
             path = self.paths[table]
             header = _header(path)
             overrides = {c: t for c, t in EVENT_OVERRIDES.items() if c in header}
-            scan = (
-                pl.scan_csv(path, schema_overrides=overrides)
-                .filter(pl.col("itemid").is_in(ids))
-                .select(
-                    pl.col("subject_id"),
-                    pl.col("hadm_id"),
-                    pl.col("stay_id") if "stay_id" in header else pl.lit(None, pl.Int64).alias("stay_id"),
-                    pl.col("charttime").str.strip_chars().str.strptime(TIME, CHART_TIME_FORMAT),
-                    pl.col("itemid"),
-                    pl.col("value"),
-                    pl.col("valuenum"),
-                )
+            # one projected scan for the events and the count of other items (a shared scan without
+            # the projection would parse every column)
+            rows = pl.scan_csv(path, schema_overrides=overrides).select(
+                [c for c in EVENT_OVERRIDES if c in header]
             )
-            scans.append(EventScan(str(path), scan, link))
+            wanted = pl.col("itemid").is_in(ids).fill_null(False)
+            scan = rows.filter(wanted).select(
+                pl.col("subject_id"),
+                pl.col("hadm_id"),
+                pl.col("stay_id") if "stay_id" in header else pl.lit(None, pl.Int64).alias("stay_id"),
+                pl.col("charttime").str.strip_chars().str.strptime(TIME, CHART_TIME_FORMAT),
+                pl.col("itemid"),
+                pl.col("value"),
+                pl.col("valuenum"),
+            )
+            skipped = rows.select((~wanted).sum().cast(pl.Int64).alias("rows"))
+            scans.append(EventScan(str(path), scan, link, skipped))
         return scans

@@ -96,11 +96,17 @@ class HospitalTables:
 
 @dataclass(frozen=True)
 class EventScan:
-    """A lazy scan of events (columns of :data:`EVENTS`) and the column that links them to stays."""
+    """A lazy scan of events (columns of :data:`EVENTS`) and the column that links them to stays.
+
+    ``skipped`` (optional) counts the rows of the table whose item id is not among the requested ones
+    (one row, column ``rows``). It reads the same projected scan as ``scan`` without filtering it, so that
+    polars reads the table once when both run in one query (as long as both are light: polars buffers a
+    shared scan for the slower of its consumers)."""
 
     name: str  # file or dataset, for messages
     scan: pl.LazyFrame
     link: str  # "stay_id" | "hadm_id" | "subject_id"
+    skipped: pl.LazyFrame | None = None
 
 
 class EhrSource(Protocol):
