@@ -7,7 +7,14 @@
 * the label columns named in the metadata (``y_*``): binary 0/1 (``binary``: one column;
   ``multilabel``: one column per label) or a class index 0..C-1 (``multiclass``: one column);
 * ``has_<modality>`` (bool) for every modality of the dataset: natural availability;
-* any other columns a stage needs (stay times, paired study ids, relative file paths, ...).
+* any other columns a stage needs (stay times, paired study ids, relative file paths, ...);
+* optional regions of interest for the volume modalities (CT, PET), one box per sample, null where
+  there is none: ``roi_lps_mm`` (shared by every volume of the sample, which must share one frame of
+  reference) is ``[x0, y0, z0, x1, y1, z1]`` in patient millimetres in the DICOM convention (LPS:
+  x toward the patient's left, y toward posterior, z toward the head; ``x0 <= x1`` etc., equal
+  corners for a point); ``<modality>_roi_vox`` (e.g. ``ct_roi_vox``) is the same for one modality in
+  0-based voxel indices ``[i0, j0, k0, i1, j1, k1]`` of its NIfTI file as stored, and wins over
+  ``roi_lps_mm`` for that modality. Both are lists of 6 finite floats (``ROI_LENGTH``).
 
 The task description travels inside the parquet file as key-value metadata (``omnifuse.cohort``), so a
 cohort file is self-describing: :func:`read_cohort` returns it as :class:`CohortMeta`. Both writing and
@@ -17,6 +24,7 @@ reading validate the invariants and name the offending sample, patient or column
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,20 @@ from omnifuse.io import atomic_path
 METADATA_KEY = "omnifuse.cohort"
 TASK_KINDS = ("binary", "multilabel", "multiclass")
 MODALITIES = ("ehr", "cxr", "rep", "ct", "pet")
+ROI_MODALITIES = ("ct", "pet")
+ROI_COLUMN = "roi_lps_mm"
+ROI_LENGTH = 6
+
+
+def roi_voxel_column(modality: str) -> str:
+    """Name of the voxel ROI column of a volume modality (``ct_roi_vox``)."""
+    return f"{modality}_roi_vox"
+
+
+def roi_columns(columns: list[str] | tuple[str, ...]) -> list[str]:
+    """The ROI columns among ``columns``."""
+    names = {ROI_COLUMN, *(roi_voxel_column(m) for m in ROI_MODALITIES)}
+    return [c for c in columns if c in names]
 
 
 class CohortError(ValueError):
@@ -126,6 +148,24 @@ def validate_cohort(frame: pl.DataFrame, meta: CohortMeta, where: str = "cohort"
     for m in meta.modalities:
         if frame[f"has_{m}"].dtype != pl.Boolean or frame[f"has_{m}"].null_count():
             raise CohortError(f"{where}: has_{m} must be a boolean column without missing values")
+    for col in roi_columns(frame.columns):
+        _validate_roi_column(frame, col, where)
+
+
+def _validate_roi_column(frame: pl.DataFrame, col: str, where: str) -> None:
+    dtype = frame[col].dtype
+    if not isinstance(dtype, pl.List | pl.Array) or not dtype.inner.is_numeric():
+        raise CohortError(f"{where}: {col} must be a list of {ROI_LENGTH} numbers per sample, got {dtype}")
+    for sid, box in zip(frame["sample_id"].to_list(), frame[col].to_list(), strict=True):
+        if box is None:
+            continue
+        values = list(box)
+        ok = len(values) == ROI_LENGTH and all(v is not None and math.isfinite(v) for v in values)
+        if not ok or any(values[a] > values[a + 3] for a in range(3)):
+            raise CohortError(
+                f"{where}: {col} of sample {sid!r} must be [x0, y0, z0, x1, y1, z1] (6 finite numbers, "
+                f"x0 <= x1, y0 <= y1, z0 <= z1), got {values}"
+            )
 
 
 def write_cohort(path: str | Path, frame: pl.DataFrame, meta: CohortMeta) -> None:
