@@ -17,6 +17,7 @@ import pytest
 
 from omnifuse.cohort import CohortMeta, write_cohort
 from omnifuse.data.cxr_pairing import attach_reports, pair_cxr, read_cxr_metadata
+from omnifuse.data.manifest import parse_roi
 from omnifuse.data.synth.lung import LungSynthConfig, generate_lung
 from omnifuse.data.synth.mimic import MimicSynthConfig, generate_mimic
 from omnifuse.features.extract import inputs_digest, samples_from_cohort
@@ -74,6 +75,9 @@ def lung_cohort(lung: Path, out: Path, manifest: str = "manifest.csv") -> Path:
         path = pl.col(m).fill_null("").str.strip_chars()
         cols[f"{m}_path"] = pl.when(path == "").then(None).otherwise(path)
         cols[f"has_{m}"] = path != ""
+    if "roi_lps_mm" in frame.columns:  # the generator's lesion box, as the manifest reader parses it
+        boxes = [parse_roi(cell or "") for cell in frame["roi_lps_mm"].to_list()]
+        frame = frame.with_columns(pl.Series("roi_lps_mm", boxes, dtype=pl.List(pl.Float64)))
     frame = frame.with_columns(
         sample_id=pl.col("patient_id"),
         fold=pl.int_range(pl.len()).cast(pl.Int64) % 5,
@@ -132,3 +136,14 @@ def test_lung_samples_from_the_manifest(tmp_path):
         samples = samples_from_cohort(cohort, m, lung)
         assert [s.available for s in samples] == manifest[m].fill_null("").ne("").to_list()
         assert all(s.path.exists() for s in samples if s.available)
+        # volumes carry the lesion box of the manifest (reports have no region of interest)
+        for s, cell in zip(samples, manifest["roi_lps_mm"].fill_null("").to_list(), strict=True):
+            if m == "rep" or not cell:
+                assert s.roi is None
+            else:
+                assert s.roi.space == "lps_mm" and list(s.roi.box) == parse_roi(cell)
+    # an ROI is part of the inputs digest (a changed box re-extracts the sample)
+    samples = samples_from_cohort(cohort, "ct", lung)
+    k = next(i for i, s in enumerate(samples) if s.roi is not None)
+    moved = replace(samples[k], roi=replace(samples[k].roi, box=(0.0,) * 6))
+    assert inputs_digest([*samples[:k], moved, *samples[k + 1 :]], lung) != inputs_digest(samples, lung)

@@ -70,6 +70,7 @@ class Sample:
     path: Path | None  # absolute input path, None when the cohort has none
     available: bool  # the cohort says the modality is present (has_<modality>)
     absent_reason: str = ""  # why it is not read, when it is not
+    roi: Any = None  # region of interest (omnifuse.features.volumes.Roi) for readers with uses_roi
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,15 @@ class _Items(Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[int, Any, str, str]:
-        path = self.samples[i].path
+        sample = self.samples[i]
+        path = sample.path
         try:
             if path is None:
                 raise ValueError("the cohort has no path for it")
-            loaded = self.reader.load(path)
+            if getattr(self.reader, "uses_roi", False):
+                loaded = self.reader.load(path, roi=sample.roi)
+            else:
+                loaded = self.reader.load(path)
             return i, loaded.payload, "ok", loaded.note
         except SampleMissing as exc:
             return i, None, "missing", str(exc)

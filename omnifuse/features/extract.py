@@ -4,9 +4,11 @@
 :func:`omnifuse.cohort.read_cohort`; the input of sample ``s`` is ``root / s.<modality>_path`` when
 ``s.has_<modality>`` is true (MIMIC: ``cxr_path`` relative to the MIMIC-CXR-JPG root, ``rep_path``
 relative to the reports root; manifest cohorts: ``ct_path``, ``pet_path``, ``rep_path`` relative to the
-manifest's folder). The cache has one row per cohort sample, in cohort order (DESIGN.md "Feature
-cache"); provenance attributes record the encoder, the weights identity, the preprocessing, the
-device/precision actually used and a digest of the inputs list.
+manifest's folder). CT and PET samples carry the cohort's region of interest, when it has one
+(``<modality>_roi_vox``, else ``roi_lps_mm``; see :mod:`omnifuse.cohort`), for ``crop = "roi"``. The
+cache has one row per cohort sample, in cohort order (DESIGN.md "Feature cache"); provenance attributes
+record the encoder, the weights identity, the preprocessing (the crop included), the device/precision
+actually used and a digest of the inputs list (ROIs included).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import Any
 import torch
 import torchvision
 
-from omnifuse.cohort import read_cohort
+from omnifuse.cohort import ROI_COLUMN, read_cohort, roi_voxel_column
 from omnifuse.features.engine import EngineOptions, Sample, run_extraction
 from omnifuse.features.modalities import (
     EXTRACTED_MODALITIES,
+    VOLUME_MODALITIES,
     CxrEncoder,
     CxrReader,
     ReportEncoder,
@@ -43,9 +46,12 @@ from omnifuse.features.text_model import (
     model_positions,
 )
 from omnifuse.features.volumes import (
+    Roi,
     dicom_slice_count,
+    dicom_slice_spacing,
     is_nifti,
     nifti_slice_count,
+    nifti_slice_spacing,
     selected_count,
 )
 
@@ -63,10 +69,19 @@ def samples_from_cohort(cohort: str | Path, modality: str, root: str | Path) -> 
     if column not in frame.columns:
         raise ValueError(f"{cohort}: no column {column!r} with the {modality} inputs")
     root = Path(root)
+    rois: list[Roi | None] = [None] * frame.height
+    if modality in VOLUME_MODALITIES:
+        for space, col in (("lps_mm", ROI_COLUMN), ("voxel", roi_voxel_column(modality))):
+            if col in frame.columns:  # the voxel ROI of the modality, when given, wins
+                for i, box in enumerate(frame[col].to_list()):
+                    if box is not None:
+                        rois[i] = Roi(space, tuple(box), col)
     out = []
-    for sid, has, rel in frame.select("sample_id", f"has_{modality}", column).iter_rows():
+    rows = frame.select("sample_id", f"has_{modality}", column).iter_rows()
+    for (sid, has, rel), roi in zip(rows, rois, strict=True):
         path = root / rel if rel else None
-        out.append(Sample(str(sid), path, bool(has), "" if has else f"has_{modality} is false in the cohort"))
+        reason = "" if has else f"has_{modality} is false in the cohort"
+        out.append(Sample(str(sid), path, bool(has), reason, roi))
     return out
 
 
@@ -80,12 +95,14 @@ def inputs_digest(samples: list[Sample], root: Path) -> str:
             if s.path is not None and s.path.is_relative_to(root)
             else str(s.path)
         )
-        digest.update(f"{s.sample_id}\0{rel}\0{int(s.available)}\n".encode())
+        roi = f"\0{s.roi.space}:{','.join(map(repr, s.roi.box))}" if s.roi is not None else ""
+        digest.update(f"{s.sample_id}\0{rel}\0{int(s.available)}{roi}\n".encode())
     return digest.hexdigest()
 
 
 def _volume_seq_len(samples: list[Sample], opts: ExtractOptions) -> int:
-    """Rows per volume: the largest selected slice count among the available inputs (headers only)."""
+    """Rows per volume: the largest selected slice count among the available inputs (headers only;
+    with a crop, the crop's slices: ``2 * round(half-width / slice spacing) + 1``)."""
     longest = 1
     for s in samples:
         if not (s.available and s.path is not None):
@@ -93,15 +110,34 @@ def _volume_seq_len(samples: list[Sample], opts: ExtractOptions) -> int:
         try:
             if s.path.is_dir():
                 count = dicom_slice_count(s.path)
+                spacing = dicom_slice_spacing(s.path) if opts.crop == "roi" and s.roi else None
             elif is_nifti(s.path):
                 count = nifti_slice_count(s.path)
+                spacing = nifti_slice_spacing(s.path) if opts.crop == "roi" and s.roi else None
             else:
                 continue
         except Exception:  # unreadable: it fails (and is reported) when decoded
             continue
+        if spacing:
+            count = 2 * round(opts.crop_half_width_mm / spacing) + 1
         if count > 0:
             longest = max(longest, selected_count(count, opts.slice_mode, opts.slice_n, opts.max_slices))
     return longest
+
+
+def _crop_attrs(opts: ExtractOptions, samples: list[Sample]) -> dict[str, Any]:
+    if opts.crop == "none":
+        return {"mode": "none"}
+    with_roi = sum(1 for s in samples if s.available and s.roi is not None)
+    return {
+        "mode": "roi",
+        "half_width_mm": opts.crop_half_width_mm,
+        "fallback": opts.crop_fallback,
+        "roi_columns": f"<modality>_roi_vox (voxel, NIfTI as stored), else {ROI_COLUMN} (LPS mm)",
+        "grid": "2*round(half_width/spacing)+1 voxels per axis centred on the voxel nearest to the ROI "
+        "centre; outside the volume: the volume minimum",
+        "samples_with_roi": with_roi,
+    }
 
 
 def _image_attrs(opts: ExtractOptions) -> dict[str, Any]:
@@ -177,7 +213,8 @@ def extract(
             seq_len = _volume_seq_len(samples, opts)
             reader = VolumeReader(
                 modality, seq_len, (float(opts.window[0]), float(opts.window[1])), opts.slice_mode,
-                opts.slice_n, opts.max_slices, opts.image_size,
+                opts.slice_n, opts.max_slices, opts.image_size, opts.crop, float(opts.crop_half_width_mm),
+                opts.crop_fallback,
             )  # fmt: skip
             encoder = VolumeEncoder(images, seq_len, opts.batch_size)
             attrs["preprocessing"] = {
@@ -185,6 +222,7 @@ def extract(
                 "units": "HU" if modality == "ct" else "SUV (body weight)",
                 "window": list(reader.window),
                 "slices": {"mode": opts.slice_mode, "n": opts.slice_n, "max": opts.max_slices},
+                "crop": _crop_attrs(opts, samples),
                 "slice_order": "inferior to superior; rows anterior to posterior; columns right to left",
             }
             dim = encoder.dim

@@ -1,12 +1,16 @@
 """Per-modality readers (decode one sample; run in DataLoader workers) and encoders (run the model).
 
 * ``cxr``: one image → ``(1, 512)``; mask ``(1,)``.
-* ``rep``: one report → ``(max_tokens, H)`` token states; mask = attention mask. English MIMIC-CXR
-  reports give their FINDINGS (see :mod:`omnifuse.features.report_sections`), Chinese reports are
-  used whole. Files are read as UTF-8 (a BOM is ignored); if that fails, Windows-1252 for English and
-  GB18030 for Chinese (noted in the extraction report).
+* ``rep``: one report → ``(max_tokens, H)`` token states; mask = attention mask. The text is the
+  configured section (see :mod:`omnifuse.features.report_sections`): FINDINGS of English MIMIC-CXR
+  reports, the diagnostic sections of Chinese reports, or the whole report. Files are read as UTF-8
+  (a BOM is ignored); if that fails, Windows-1252 for English and GB18030 for Chinese (noted in the
+  extraction report).
 * ``ct`` / ``pet``: one volume → ``(seq_len, 512)``, one row per selected axial slice (lowest slice
-  first), mask over the slices the volume has (see :mod:`omnifuse.features.volumes`).
+  first), mask over the slices the volume has (see :mod:`omnifuse.features.volumes`). With ``crop =
+  "roi"`` the slices are those of a cube around the sample's region of interest (the cohort's
+  ``roi_lps_mm`` or ``<modality>_roi_vox``); a sample without one is, per ``crop_fallback``, used
+  uncropped (``whole``, noted), missing (``missing``) or failed (``fail``).
 
 A reader raises :class:`SampleMissing` for a natural absence (a report without FINDINGS) and any
 other exception for a bad input; the extraction engine turns both into rows of the report.
@@ -25,7 +29,7 @@ from omnifuse.features.images import load_grey_image, resize_slices
 from omnifuse.features.report_sections import report_text
 from omnifuse.features.resnet import FEATURE_DIM, ImageEncoder
 from omnifuse.features.text_model import TextEncoder, TokenWindows, WindowPlanner
-from omnifuse.features.volumes import apply_window, read_volume, select_slices
+from omnifuse.features.volumes import Roi, apply_window, crop_roi, read_volume, select_slices, spread_indices
 
 IMAGE_MODALITIES = ("cxr",)
 VOLUME_MODALITIES = ("ct", "pet")
@@ -105,17 +109,34 @@ class VolumeReader:
     slice_n: int = 0
     max_slices: int = 64
     size: int = 224
+    crop: str = "none"  # none | roi
+    crop_half_width_mm: float = 40.0
+    crop_fallback: str = "whole"  # whole | missing | fail
+    uses_roi: bool = True  # the engine passes each sample's ROI to load()
 
-    def load(self, path: Path) -> Loaded:
+    def load(self, path: Path, roi: Roi | None = None) -> Loaded:
         volume = read_volume(path, self.modality)
-        n = volume.data.shape[0]
-        idx = select_slices(n, self.slice_mode, self.slice_n, self.max_slices or 0)
         notes = list(volume.notes)
+        data = volume.data
+        if self.crop == "roi":
+            if roi is not None:
+                data, crop_notes = crop_roi(volume, roi, self.crop_half_width_mm)
+                notes += crop_notes
+            elif self.crop_fallback == "whole":
+                notes.append("no ROI: whole volume used")
+            elif self.crop_fallback == "missing":
+                raise SampleMissing("no ROI in the cohort (crop_fallback: missing)")
+            else:
+                raise BadInput(
+                    "no ROI in the cohort (roi_lps_mm or <modality>_roi_vox) and crop_fallback is fail"
+                )
+        n = data.shape[0]
+        idx = select_slices(n, self.slice_mode, self.slice_n, self.max_slices or 0)
         if len(idx) > self.seq_len:  # more slices than the pre-scan promised: spread them evenly
-            idx = idx[np.round(np.linspace(0, len(idx) - 1, self.seq_len)).astype(int)]
+            idx = idx[spread_indices(len(idx), self.seq_len)]
         if self.slice_mode == "all" and len(idx) < n:
             notes.append(f"{n} slices subsampled to {len(idx)}")
-        slices = apply_window(volume.data[idx], *self.window)
+        slices = apply_window(data[idx], *self.window)
         return Loaded(resize_slices(slices, self.size), "; ".join(notes))
 
     def collate(self, payloads: list[torch.Tensor]) -> list[torch.Tensor]:
