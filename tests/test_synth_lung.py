@@ -262,7 +262,7 @@ def test_reports_length_and_sections(cohort: tuple[Path, dict], ia3_cohort: Path
         assert REPORT_MIN_CHARS <= len(text) <= REPORT_MAX_CHARS
         starts = [line.split("：", 1)[0] for line in text.splitlines()]
         assert starts == list(SECTIONS)
-        diagnosis = text.splitlines()[4]
+        diagnosis = text.splitlines()[SECTIONS.index("诊断依据")]
         assert re.search(r"大小约\d+mm", diagnosis)
         assert re.search("磨玻璃|部分实性|实性", diagnosis)
         assert re.search("[左右]肺[上中下]叶", diagnosis)

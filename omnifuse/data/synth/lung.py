@@ -94,6 +94,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import polars as pl
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -120,11 +121,10 @@ LEVELS = ("L1", "L2", "L3")
 LEVEL_OF = {"AAH": "L1", "AIS": "L1", "MIA": "L2", "IA1": "L2", "IA2": "L3", "IA3": "L3"}
 SEVERITY = {name: i / 5 for i, name in enumerate(SUBTYPES)}
 MODALITIES = ("ct", "pet", "rep")
-MANIFEST_COLUMNS = ("patient_id", "label", "subtype", "ct", "pet", "rep")
+MANIFEST_COLUMNS = ("patient_id", "label", "subtype", "ct", "pet", "rep", "roi_lps_mm")
 LOBES = ("RUL", "RML", "RLL", "LUL", "LLL")
 LOBE_PROBS = (0.30, 0.10, 0.17, 0.27, 0.16)
 
-_LATENT_SD = {"ct": 0.24, "pet": 0.28, "rep": 0.30}
 _SIGN_PROB = {  # (base, slope in t_ct)
     "lobulation": (0.10, 0.60),
     "spiculation": (0.05, 0.55),
@@ -162,6 +162,10 @@ class LungSynthConfig:
     pet_signal: float = 1.0  # share in [0, 1] of the subtype effect on the FDG uptake
     rep_signal: float = 1.0  # share in [0, 1] of the subtype effect on what the report states
     patient_noise: float = 1.0  # multiplier of the patient-level latent noise
+    ct_latent_sd: float = 0.24  # sd of the CT (lesion morphology) latent's noise around the severity
+    pet_latent_sd: float = 0.28  # sd of the PET (uptake) latent's noise
+    rep_latent_sd: float = 0.30  # sd of the report's clinical latent's noise
+    size_noise: float = 0.12  # lognormal sd of the nodule diameter around its trend in the CT latent
     ct_noise_hu: float = 20.0  # CT image noise (HU standard deviation)
     pet_noise: float = 0.15  # PET relative noise
     rep_noise: float = 0.4  # report noise in [0, 1] (misstated size, density, signs)
@@ -185,7 +189,11 @@ class LungSynthConfig:
             raise ValueError(
                 "p_ct, p_pet and p_rep cannot all be 0: every patient keeps at least one modality"
             )
-        for name in ("patient_noise", "ct_noise_hu", "pet_noise", "pet_fwhm_mm"):
+        for name in (
+            "patient_noise", "ct_latent_sd", "pet_latent_sd", "rep_latent_sd", "size_noise", "ct_noise_hu",
+            "pet_noise",
+            "pet_fwhm_mm",
+        ):  # fmt: skip
             _check_float(self, name, 0.0, math.inf)
         for mod in ("ct", "pet"):
             shape = _check_int_tuple(self, f"{mod}_shape", 3, 4)
@@ -341,9 +349,9 @@ def sample_patient(cfg: LungSynthConfig, index: int) -> Patient:
     sex = "F" if rng.random() < 0.55 else "M"
     t = SEVERITY[subtype]
     pn = cfg.patient_noise
-    t_ct = _latent(cfg.ct_signal, t, _LATENT_SD["ct"] * pn, rng)
-    t_pet = _latent(cfg.pet_signal, t, _LATENT_SD["pet"] * pn, rng)
-    t_rep = _latent(cfg.rep_signal, t, _LATENT_SD["rep"] * pn, rng)
+    t_ct = _latent(cfg.ct_signal, t, cfg.ct_latent_sd * pn, rng)
+    t_pet = _latent(cfg.pet_signal, t, cfg.pet_latent_sd * pn, rng)
+    t_rep = _latent(cfg.rep_signal, t, cfg.rep_latent_sd * pn, rng)
     anatomy = _sample_anatomy(keyed_rng(cfg.seed, "lung", pid, "anatomy"), sex)
     lesion = _sample_lesion(cfg, pid, anatomy, t_ct, t_pet)
     clinical = sample_clinical(keyed_rng(cfg.seed, "lung", pid, "clinical"), sex, t_rep)
@@ -427,7 +435,9 @@ def _sample_lesion(cfg: LungSynthConfig, pid: str, anat: Anatomy, t_ct: float, t
     rng = keyed_rng(cfg.seed, "lung", pid, "lesion")
     position_rng = keyed_rng(cfg.seed, "lung", pid, "lesion_position")
     pn = cfg.patient_noise
-    diameter = float(np.clip(4.5 * math.exp(1.65 * t_ct) * math.exp(rng.normal(0, 0.12 * pn)), 3.0, 40.0))
+    diameter = float(
+        np.clip(4.5 * math.exp(1.65 * t_ct) * math.exp(rng.normal(0, cfg.size_noise * pn)), 3.0, 40.0)
+    )
     solid = float(np.clip(1.25 * t_ct - 0.2 + rng.normal(0, 0.08 * pn), 0.0, 1.0))
     solid = 0.0 if solid < 0.05 else solid
     t_c = float(np.clip(t_ct, 0.0, 1.0))
@@ -906,27 +916,64 @@ def write_patient(cfg: LungSynthConfig, root: str | os.PathLike[str], index: int
                 _write(root, f"{base}/{modality}_dicom/{name}", data)
             if cfg.manifest_images == "dicom":
                 paths[modality] = f"{base}/{modality}_dicom"
+    facts: dict[str, object] | None = None
     if p.has["rep"]:
-        text = _report(cfg, p)
+        facts = {}
+        text = _report(cfg, p, facts)
         _write(root, f"{base}/report.txt", text.encode("utf-8"))
         paths["rep"] = f"{base}/report.txt"
+    roi = lesion_box(p.lesion) if p.has["ct"] or p.has["pet"] else ()
     return {
-        "manifest": {"patient_id": p.patient_id, "label": p.label, "subtype": p.subtype, **paths},
-        "truth": _truth(p),
+        "manifest": {
+            "patient_id": p.patient_id,
+            "label": p.label,
+            "subtype": p.subtype,
+            **paths,
+            "roi_lps_mm": " ".join(f"{v:.1f}" for v in roi),
+        },
+        "truth": _truth(p, facts),
     }
 
 
-def _report(cfg: LungSynthConfig, p: Patient) -> str:
+def lesion_box(lesion: Lesion) -> tuple[float, ...]:
+    """The nodule's bounding box ``(x0, y0, z0, x1, y1, z1)`` in patient LPS millimetres (the frame of
+    both volumes): its centre +- its largest lobulated radius."""
+    reach = lesion.diameter_mm / 2 * (1 + lesion.lobulation)
+    lo = tuple(c - reach for c in lesion.centre)
+    hi = tuple(c + reach for c in lesion.centre)
+    return (*lo, *hi)
+
+
+def _report(cfg: LungSynthConfig, p: Patient, facts: dict[str, object]) -> str:
     les = p.lesion
     reading = NoduleReading(les.lobe, les.diameter_mm, les.solid_fraction, les.ggo_hu, les.signs, les.suvmax)
     rng = keyed_rng(cfg.seed, "lung", p.patient_id, "rep")
     pet_done = bool(rng.random() < 0.7)
     return render_report(
-        rng, p.clinical, reading, t_morph=p.t_ct, t_rep=p.t_rep, rep_noise=cfg.rep_noise, pet_done=pet_done
-    )
+        rng, p.clinical, reading, t_morph=p.t_ct, t_rep=p.t_rep, rep_noise=cfg.rep_noise, pet_done=pet_done,
+        facts=facts,
+    )  # fmt: skip
 
 
-def _truth(p: Patient) -> dict[str, object]:
+def _stated(facts: dict[str, object] | None) -> dict[str, object]:
+    """The ``rep_*`` truth columns: what the report states (empty without a report)."""
+    if facts is None:
+        keys = ("size_mm", "density", "solid_mm", "signs", "suvmax", "impression", "plan")
+        return {f"rep_{k}": "" for k in keys}
+    density = str(facts["density"])
+    solid = {"ggo": 0, "part_solid": facts.get("solid_mm", 0), "solid": facts["size_mm"]}[density]
+    return {
+        "rep_size_mm": facts["size_mm"],
+        "rep_density": density,
+        "rep_solid_mm": solid,
+        "rep_signs": "|".join(facts["signs"]),  # type: ignore[arg-type]
+        "rep_suvmax": f"{facts['suvmax']:.1f}" if "suvmax" in facts else "",
+        "rep_impression": facts["impression"],
+        "rep_plan": facts["plan"],
+    }
+
+
+def _truth(p: Patient, facts: dict[str, object] | None = None) -> dict[str, object]:
     les, c = p.lesion, p.clinical
     ras = (-les.centre[0], -les.centre[1], les.centre[2])
     return {
@@ -948,8 +995,14 @@ def _truth(p: Patient) -> dict[str, object]:
         "ggo_hu": f"{les.ggo_hu:.1f}",
         "suvmax": f"{les.suvmax:.3f}",
         "signs": "|".join(les.signs),
+        "lobulation": f"{les.lobulation:.3f}",
         "smoking": c.smoking,
+        "smoke_years": c.smoke_years,
         "cea": f"{c.cea:.2f}",
+        "symptom": c.symptom,
+        "change": c.change,
+        "family_cancer": int(c.family_cancer),
+        **_stated(facts),
         "has_ct": int(p.has["ct"]),
         "has_pet": int(p.has["pet"]),
         "has_rep": int(p.has["rep"]),
@@ -1025,6 +1078,74 @@ def generate_lung(
     return summary
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Latent views (signal checks: what each modality was rendered from)
+# ----------------------------------------------------------------------------------------------------------
+
+_CATEGORIES = {
+    "smoking": ("never", "former", "current"),
+    "symptom": ("none", "cough", "hemoptysis", "chest_pain"),
+    "change": ("new", "stable", "growth", "solid_increase"),
+    "rep_density": ("ggo", "part_solid", "solid"),
+}
+
+
+def latent_views(root: str | os.PathLike[str]) -> dict[str, pl.DataFrame]:
+    """Per modality (``ct``, ``pet``, ``rep``), the numeric latent variables it was rendered from, for
+    the patients that have it: ``sample_id`` (= ``patient_id``, as in the cohort table) plus
+
+    * ``ct``: the lesion morphology the CT is rendered from: ``diameter_mm``, ``solid_fraction``,
+      ``ggo_hu``, ``lobulation`` (margin amplitude) and ``vacuole`` (0/1: the air bubble drawn in the
+      solid core of nodules over 8 mm); the other CT signs are named by the report only;
+    * ``pet``: ``suvmax`` and ``diameter_mm`` (the PET shows the uptake of a lesion of that size);
+    * ``rep``: what the report states: the clinical facts (``age``, ``smoking_*``, ``smoke_years``,
+      ``log_cea``, ``symptom_*``, ``change_*``, ``family_cancer``) and the stated reading (``rep_size_mm``,
+      ``rep_density_*``, ``rep_solid_mm``, ``rep_sign_<name>``, ``rep_suv_quoted``, ``rep_suvmax`` (0 when
+      not quoted), ``rep_impression``, ``rep_plan``).
+
+    Categorical facts are one-hot (``<name>_<value>``, 0/1). Read from ``synth_truth.csv`` under
+    ``root`` (a cohort written by :func:`generate_lung`); for signal checks only, never the pipeline."""
+    truth = pl.read_csv(Path(root) / "synth_truth.csv", infer_schema=False)
+    sid = pl.col("patient_id").alias("sample_id")
+
+    def num(name: str, alias: str | None = None) -> pl.Expr:
+        return pl.col(name).cast(pl.Float64).alias(alias or name)
+
+    def onehot(name: str) -> list[pl.Expr]:
+        return [(pl.col(name) == v).cast(pl.Float64).alias(f"{name}_{v}") for v in _CATEGORIES[name]]
+
+    def signs(column: str, prefix: str) -> list[pl.Expr]:
+        parts = pl.col(column).fill_null("").str.split("|")
+        return [parts.list.contains(s).cast(pl.Float64).alias(f"{prefix}{s}") for s in SIGNS]
+
+    has = {m: truth.filter(pl.col(f"has_{m}") == "1") for m in MODALITIES}
+    vacuole = pl.col("signs").fill_null("").str.split("|").list.contains("vacuole")
+    ct = has["ct"].select(
+        sid, num("diameter_mm"), num("solid_fraction"), num("ggo_hu"), num("lobulation"),
+        (vacuole & (pl.col("diameter_mm").cast(pl.Float64) > 8)).cast(pl.Float64).alias("vacuole"),
+    )  # fmt: skip
+    pet = has["pet"].select(sid, num("suvmax"), num("diameter_mm"))
+    rep = has["rep"].select(
+        sid,
+        num("age"),
+        *onehot("smoking"),
+        num("smoke_years"),
+        pl.col("cea").cast(pl.Float64).log().alias("log_cea"),
+        *onehot("symptom"),
+        *onehot("change"),
+        num("family_cancer"),
+        num("rep_size_mm"),
+        *onehot("rep_density"),
+        num("rep_solid_mm"),
+        *signs("rep_signs", "rep_sign_"),
+        (pl.col("rep_suvmax").fill_null("") != "").cast(pl.Float64).alias("rep_suv_quoted"),
+        pl.col("rep_suvmax").replace("", None).cast(pl.Float64).fill_null(0.0).alias("rep_suvmax"),
+        num("rep_impression"),
+        num("rep_plan"),
+    )
+    return {"ct": ct, "pet": pet, "rep": rep}
+
+
 __all__ = [
     "LEVELS",
     "LEVEL_OF",
@@ -1032,6 +1153,8 @@ __all__ = [
     "SUBTYPES",
     "LungSynthConfig",
     "generate_lung",
+    "latent_views",
+    "lesion_box",
     "patient_id",
     "sample_patient",
 ]
