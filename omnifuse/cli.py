@@ -4,7 +4,7 @@ Sub-commands map one-to-one onto package functions so that everything the workfl
 run (and debugged) by hand; ``omnifuse --help`` lists them, e.g.::
 
     omnifuse synth mimic --out resources/synthetic/mimic --n-stays 2000 --seed 0
-    omnifuse synth lung  --out resources/synthetic/lung --n-patients 300 --seed 0
+    omnifuse synth lung  --out resources/synthetic/lung --n-patients 1000 --seed 0
 """
 
 from __future__ import annotations

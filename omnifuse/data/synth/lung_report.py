@@ -770,9 +770,9 @@ def render_report(
     filled with what the text states (see :data:`STATED_FACTS`)."""
     facts = {} if facts is None else facts
     noise = 0.08
-    q_imp = 0.3 * t_morph + 0.7 * t_rep + rng.normal(0, noise)
+    q_imp = 0.15 * t_morph + 0.85 * t_rep + rng.normal(0, noise)
     impression = int(np.searchsorted((0.3, 0.55, 0.8), q_imp))
-    q_plan = 0.6 * t_morph + 0.4 * t_rep + rng.normal(0, noise)
+    q_plan = 0.3 * t_morph + 0.7 * t_rep + rng.normal(0, noise)
     plan = int(np.searchsorted((0.35, 0.7), q_plan))
     side = "右" if nodule.lobe.startswith("R") else "左"
     small_ggo = nodule.diameter_mm < 10 and nodule.solid_fraction < 0.3
