@@ -279,6 +279,19 @@ def test_chinese_reports_are_encoded_whole_in_windows(lung, tmp_path):
     assert '"section": "whole"' in rep.attrs["preprocessing"] and "cn-clip" in rep.attrs["preprocessing"]
 
 
+def test_chinese_reports_can_be_cut_to_their_diagnostic_sections(lung, tmp_path):
+    data, cohort, _ = lung
+    opts = replace(FAST, text_model="random-bert-zh", tokenizer="cn-clip", max_tokens=1024,
+                   section="diagnosis", language="zh")  # fmt: skip
+    extract("rep", cohort, data, tmp_path / "rep.h5", opts)
+    rep = read_cache(tmp_path / "rep.h5", modality="rep")
+    lengths = rep.mask.sum(axis=1)[rep.present]
+    assert rep.present.any() and (lengths > 100).all() and (lengths < 512).all()  # not the whole report
+    assert '"section": "diagnosis"' in rep.attrs["preprocessing"]
+    rows = report_rows(tmp_path / "rep.report.csv")
+    assert all(rows[s][0] == "ok" for s, present in zip(rep.ids, rep.present, strict=True) if present)
+
+
 def test_caches_load_aligned_to_the_cohort(mimic, tmp_path):
     data, cohort = mimic
     extract("cxr", cohort, data / "mimic-cxr-jpg", tmp_path / "cxr.h5", FAST)
