@@ -58,3 +58,20 @@ def test_meta_rules():
     assert multi.n_outputs == 3
     with pytest.raises(CohortError, match="modalities"):
         CohortMeta("x", "t", "binary", ("y_t",), ("t",), ("mri",), 5)
+
+
+def test_regions_of_interest_are_boxes_of_six_numbers(tmp_path):
+    box = [-10.0, -5.0, 20.0, 10.0, 5.0, 40.0]
+    ok = frame(roi_lps_mm=pl.Series([box, None, box, None], dtype=pl.List(pl.Float64)))
+    write_cohort(tmp_path / "roi.parquet", ok, META)
+    assert read_cohort(tmp_path / "roi.parquet")[0]["roi_lps_mm"].to_list()[0] == box
+    for bad, message in (
+        ([1.0, 2.0, 3.0], r"roi_lps_mm of sample '2' must be \[x0, y0, z0, x1, y1, z1\]"),
+        ([10.0, 0, 0, -10.0, 0, 0], "x0 <= x1"),
+        ([0.0, 0, 0, float("nan"), 0, 0], "6 finite numbers"),
+    ):
+        broken = frame(roi_lps_mm=pl.Series([box, bad, None, None], dtype=pl.List(pl.Float64)))
+        with pytest.raises(CohortError, match=message):
+            write_cohort(tmp_path / "bad.parquet", broken, META)
+    with pytest.raises(CohortError, match="ct_roi_vox must be a list of 6 numbers"):
+        write_cohort(tmp_path / "bad.parquet", frame(ct_roi_vox=["1 2 3"] * 4), META)
