@@ -21,8 +21,8 @@ cohort file is self-describing: :func:`read_cohort` returns it as :class:`Cohort
 reading validate the invariants and name the offending sample, patient or column.
 
 The cohort's digest (:func:`cohort_digest`: sha256 of the task description and of every column a later
-stage depends on: ids, folds, labels, ``has_<modality>``, input paths, stay windows) is stored in the
-metadata too (``omnifuse.cohort.sha256``) and checked on reading. Every feature cache records
+stage depends on: ids, folds, labels, ``has_<modality>``, input paths, stay windows, ROIs) is stored in
+the metadata too (``omnifuse.cohort.sha256``) and checked on reading. Every feature cache records
 the digest of the cohort it was built for (:class:`CohortRef`), and every stage that reads a cache for
 a cohort compares the two (:func:`omnifuse.formats.cache.load_for_cohort`).
 """
@@ -244,11 +244,13 @@ def window_of(meta: CohortMeta) -> str:
 def cohort_digest(frame: pl.DataFrame, meta: CohortMeta) -> str:
     """sha256 of what a feature cache and a run depend on: the task (dataset, task, kind, labels,
     modalities, folds, window) and, row by row in table order, ``sample_id``, ``patient_id``, ``fold``,
-    the labels, ``has_<m>`` and ``<m>_path`` of every modality, and the stay window columns."""
+    the labels, ``has_<m>`` and ``<m>_path`` of every modality, the stay window columns and the regions
+    of interest (a table without ROI columns digests as it did before they existed)."""
     columns = ["sample_id", "patient_id", "fold", *meta.label_columns]
     for m in meta.modalities:
         columns += [c for c in (f"has_{m}", f"{m}_path") if c in frame.columns]
     columns += [c for c in DIGEST_EXTRA_COLUMNS if c in frame.columns]
+    columns += roi_columns(frame.columns)
     head = {
         "dataset": meta.dataset,
         "task": meta.task,
@@ -260,12 +262,20 @@ def cohort_digest(frame: pl.DataFrame, meta: CohortMeta) -> str:
         "columns": columns,
     }
     digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
-    table = frame.select(
-        (pl.col(c).dt.epoch("us") if frame[c].dtype.is_temporal() else pl.col(c)).cast(pl.String).alias(c)
-        for c in columns
-    )  # times as integers: the digest must not depend on how a polars version prints them
+    table = frame.select(_digest_text(frame, c) for c in columns)
     digest.update(table.write_csv(include_header=False, null_value="\\N").encode("utf-8"))
     return digest.hexdigest()
+
+
+def _digest_text(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """A column as text for :func:`cohort_digest`: times as integers and lists (ROIs) as their numbers
+    joined by commas, so that the digest does not depend on how a polars version prints them."""
+    dtype, col = frame[column].dtype, pl.col(column)
+    if dtype.is_temporal():
+        return col.dt.epoch("us").cast(pl.String).alias(column)
+    if isinstance(dtype, pl.List | pl.Array):
+        return col.cast(pl.List(pl.Float64)).cast(pl.List(pl.String)).list.join(",").alias(column)
+    return col.cast(pl.String).alias(column)
 
 
 @dataclass(frozen=True)
