@@ -26,6 +26,7 @@ import yaml
 from snakemake.utils import validate
 
 from omnifuse.cohorts.cxr_pairing import attach_reports, pair_cxr, read_cxr_metadata
+from omnifuse.cohorts.manifest import parse_roi
 from omnifuse.cohorts.mimic.schema import MIMIC_IV_LAYOUTS
 from omnifuse.formats.cohort import CohortMeta, write_cohort
 from omnifuse.formats.run import Run, history_frame, summarize_run, write_json, write_parquet
@@ -292,6 +293,9 @@ def lung_cohort(lung: Path, out: Path, manifest: str = "manifest.csv") -> Path:
         path = pl.col(m).fill_null("").str.strip_chars()
         cols[f"{m}_path"] = pl.when(path == "").then(None).otherwise(path)
         cols[f"has_{m}"] = path != ""
+    if "roi_lps_mm" in frame.columns:  # the generator's lesion box, as the manifest reader parses it
+        boxes = [parse_roi(cell or "") for cell in frame["roi_lps_mm"].to_list()]
+        frame = frame.with_columns(pl.Series("roi_lps_mm", boxes, dtype=pl.List(pl.Float64)))
     frame = frame.with_columns(
         sample_id=pl.col("patient_id"),
         fold=pl.int_range(pl.len()).cast(pl.Int64) % 5,

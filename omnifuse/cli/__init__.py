@@ -4,7 +4,7 @@ Sub-commands map one-to-one onto package functions so that everything the workfl
 run (and debugged) by hand; ``omnifuse --help`` lists them, e.g.::
 
     omnifuse synth mimic --out resources/synthetic/mimic --n-stays 2000 --seed 0
-    omnifuse synth lung  --out resources/synthetic/lung --n-patients 300 --seed 0
+    omnifuse synth lung  --out resources/synthetic/lung --n-patients 1000 --seed 0
 
 Errors end the command with one line naming the file and what is wrong (exit status 2: bad input or
 settings; 1: an unexpected error); ``omnifuse --debug ...`` shows the full traceback instead.

@@ -101,7 +101,8 @@ class Sample:
     path: Path | None  # absolute input path, None when the cohort has none
     available: bool  # the cohort says the modality is present (has_<modality>)
     absent_reason: str = ""  # why it is not read, when it is not
-    key: str = ""  # identity of the input as it is now (path, size, mtime): a change re-extracts
+    key: str = ""  # identity of the input as it is now (path, size, mtime, ROI): a change re-extracts
+    roi: Any = None  # region of interest (omnifuse.formats.cohort.Roi) for readers with uses_roi
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,15 @@ class _Items(Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[int, Any, str, str]:
-        path = self.samples[i].path
+        sample = self.samples[i]
+        path = sample.path
         try:
             if path is None:
                 raise ValueError("the cohort has no path for it")
-            loaded = self.reader.load(path)
+            if getattr(self.reader, "uses_roi", False):
+                loaded = self.reader.load(path, roi=sample.roi)
+            else:
+                loaded = self.reader.load(path)
             return i, loaded.payload, "ok", loaded.note
         except SampleMissing as exc:
             return i, None, "missing", str(exc)

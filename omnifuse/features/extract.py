@@ -4,11 +4,13 @@
 :func:`omnifuse.formats.cohort.read_cohort`; the input of sample ``s`` is ``root / s.<modality>_path`` when
 ``s.has_<modality>`` is true (MIMIC: ``cxr_path`` relative to the MIMIC-CXR-JPG root, ``rep_path``
 relative to the reports root; manifest cohorts: ``ct_path``, ``pet_path``, ``rep_path`` relative to the
-manifest's folder). The cache has one row per cohort sample, in cohort order (docs/design.md "Feature
-cache"); provenance attributes record the encoder, the weights identity, the preprocessing, the
+manifest's folder). CT and PET samples carry the cohort's region of interest, when it has one
+(``<modality>_roi_vox``, else ``roi_lps_mm``; see :mod:`omnifuse.formats.cohort`), for ``crop = "roi"``.
+The cache has one row per cohort sample, in cohort order (docs/design.md "Feature cache"); provenance
+attributes record the encoder, the weights identity, the preprocessing (the crop included), the
 device/precision actually used and the machine (``host_cpu``, ``host_gpu``), the cohort it was built
 for (:class:`omnifuse.formats.cohort.CohortRef`) and a digest of the inputs (paths, sizes, modification
-times: :mod:`omnifuse.features.inputs`).
+times, ROIs: :mod:`omnifuse.features.inputs`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from omnifuse.features.inputs import inputs_digest as keyed_inputs_digest
 from omnifuse.features.inputs import with_keys
 from omnifuse.features.options import ExtractOptions
 from omnifuse.features.runtime import auto_workers, cpu_capability, resolve_runtime, set_threads
-from omnifuse.formats.cohort import cohort_ref, read_cohort
+from omnifuse.formats.cohort import cohort_ref, read_cohort, sample_rois
 from omnifuse.hostinfo import host_info
 
 # One module per kind of input; each has ``setup(modality, samples, options, runtime) -> Setup``.
@@ -53,15 +55,18 @@ def samples_from_cohort(cohort: str | Path, modality: str, root: str | Path) -> 
         raise ValueError(f"{cohort}: no column {column!r} with the {modality} inputs")
     root = Path(root)
     out = []
-    for sid, has, rel in frame.select("sample_id", f"has_{modality}", column).iter_rows():
+    rows = frame.select("sample_id", f"has_{modality}", column).iter_rows()
+    for (sid, has, rel), roi in zip(rows, sample_rois(frame, modality), strict=True):
         path = root / rel if rel else None
-        out.append(Sample(str(sid), path, bool(has), "" if has else f"has_{modality} is false in the cohort"))
+        reason = "" if has else f"has_{modality} is false in the cohort"
+        out.append(Sample(str(sid), path, bool(has), reason, roi=roi))
     return out
 
 
 def inputs_digest(samples: list[Sample], root: Path) -> str:
     """sha256 of the (sample id, input path relative to root, available, size and modification time of
-    the input) list: a changed cohort, pairing or input file changes it (:mod:`omnifuse.features.inputs`)."""
+    the input, ROI) list: a changed cohort, pairing, ROI or input file changes it
+    (:mod:`omnifuse.features.inputs`)."""
     return keyed_inputs_digest(with_keys(samples, root))
 
 

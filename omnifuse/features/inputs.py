@@ -1,12 +1,13 @@
 """The identity of each raw input as it is now, for resumable extraction and the cache's digest.
 
-A sample's key is its input path relative to the root, whether the cohort says it is available, and
-the file's size and modification time (``st_mtime_ns``); for a DICOM series folder, those of every file
-in it. A changed input (replaced image, added or removed slice) changes the key, so the shard that
-holds it is extracted again (:class:`omnifuse.formats.cache.ShardedCacheWriter`) and the cache's
-``inputs_sha256`` changes. Size and modification time rather than content: one ``stat`` per file costs
-microseconds, a content hash reads every byte a second time (measured in docs/design.md, "Feature
-cache"); a file rewritten with the same size within the same nanosecond timestamp would go unnoticed.
+A sample's key is its input path relative to the root, whether the cohort says it is available, the
+file's size and modification time (``st_mtime_ns``; for a DICOM series folder, those of every file in
+it) and its region of interest, when the cohort gives one. A changed input (replaced image, added or
+removed slice, moved ROI) changes the key, so the shard that holds it is extracted again
+(:class:`omnifuse.formats.cache.ShardedCacheWriter`) and the cache's ``inputs_sha256`` changes. Size
+and modification time rather than content: one ``stat`` per file costs microseconds, a content hash
+reads every byte a second time (measured in docs/design.md, "Feature cache"); a file rewritten with
+the same size within the same nanosecond timestamp would go unnoticed.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def with_keys(samples: Sequence[Sample], root: Path) -> list[Sample]:
     out = []
     for s in samples:
         state = input_state(s.path) if s.available else "-"
-        out.append(replace(s, key=f"{relative(s.path, root)}\0{int(s.available)}\0{state}"))
+        roi = f"\0{s.roi.space}:{','.join(map(repr, s.roi.box))}" if s.roi is not None else ""
+        out.append(replace(s, key=f"{relative(s.path, root)}\0{int(s.available)}\0{state}{roi}"))
     return out
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SLICE_MODES = ("all", "every", "count")
-FALLBACKS = ("none", "impression")  # what replaces a missing FINDINGS section (report_sections)
+SECTIONS = ("findings", "diagnosis", "whole")  # the part of a report that is encoded (report_sections)
+FALLBACKS = ("none", "impression", "whole")  # what replaces a missing section (report_sections)
+CROP_MODES = ("none", "roi")
+CROP_FALLBACKS = ("whole", "missing", "fail")  # CT/PET samples without an ROI when crop is roi
 
 
 @dataclass
@@ -28,18 +31,27 @@ class ExtractOptions:
     tokenizer: str = ""  # empty = the model's own; cn-clip = bert-base-chinese vocab from cn-clip
     max_tokens: int = 150  # tokens kept per report (special tokens included)
     window_overlap: int = 128  # overlap of the windows of reports longer than the model's positions
-    section: str = "findings"  # findings (MIMIC-CXR FINDINGS) | whole (the report as it is)
-    fallback: str = "none"  # none | impression: text used when a report has no FINDINGS
+    section: str = "findings"  # findings (MIMIC-CXR FINDINGS) | diagnosis (Chinese 诊断依据 etc.) | whole
+    fallback: str = "none"  # none | impression | whole: text used when the report lacks the section
     language: str = "en"  # en | zh: picks the fallback text encoding (cp1252 | gb18030)
     window: tuple[float, float] = (-1350.0, 150.0)  # intensity window [low, high] mapped to [0, 1]
     slice_mode: str = "all"  # all | every | count
     slice_n: int = 0  # n of every-n-th / count
     max_slices: int = 64  # at most this many slices (evenly spaced) per volume
     allow_missing_slices: bool = False  # DICOM series with missing slices: encode (noted) instead of failing
+    crop: str = "none"  # none | roi: crop a cube around the cohort's ROI before slicing
+    crop_half_width_mm: float = 40.0  # half the crop's edge (mm); the ROI centre is its middle voxel
+    crop_fallback: str = "whole"  # samples without an ROI: whole (uncropped volume) | missing | fail
 
     def __post_init__(self) -> None:
-        if self.section not in ("findings", "whole"):
-            raise ValueError(f"section must be 'findings' or 'whole', got {self.section!r}")
+        if self.section not in SECTIONS:
+            raise ValueError(f"section must be one of {SECTIONS}, got {self.section!r}")
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
+        if self.crop_fallback not in CROP_FALLBACKS:
+            raise ValueError(f"crop_fallback must be one of {CROP_FALLBACKS}, got {self.crop_fallback!r}")
+        if not self.crop_half_width_mm > 0:
+            raise ValueError(f"crop_half_width_mm must be > 0, got {self.crop_half_width_mm}")
         if self.fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {self.fallback!r}")
         if self.slice_mode not in SLICE_MODES:

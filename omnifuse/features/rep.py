@@ -1,11 +1,12 @@
 """Reports: one text file → token states ``(max_tokens, H)`` of a frozen text model; mask = attention
 mask.
 
-English MIMIC-CXR reports give their FINDINGS (:mod:`omnifuse.features.report_sections`); Chinese
-reports are used whole. Files are read as UTF-8 (a BOM is ignored); if that fails, Windows-1252 for
-English and GB18030 for Chinese (noted in the extraction report). A decoded text with more than
-:data:`MAX_CONTROL_SHARE` of control or non-printing characters (other than tab, newline, carriage
-return, form feed) is binary data, not a report: ``failed`` (whatever the section setting).
+The text is the configured section (:mod:`omnifuse.features.report_sections`): FINDINGS of English
+MIMIC-CXR reports, the diagnostic sections of Chinese reports, or the whole report. Files are read as
+UTF-8 (a BOM is ignored); if that fails, Windows-1252 for English and GB18030 for Chinese (noted in
+the extraction report). A decoded text with more than :data:`MAX_CONTROL_SHARE` of control or
+non-printing characters (other than tab, newline, carriage return, form feed) is binary data, not a
+report: ``failed`` (whatever the section setting).
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ def read_report_file(path: Path, language: str) -> tuple[str, str]:
 @dataclass
 class ReportReader:
     planner: WindowPlanner
-    section: str = "findings"  # findings | whole
-    fallback: str = "none"  # none | impression
+    section: str = "findings"  # findings | diagnosis | whole
+    fallback: str = "none"  # none | impression | whole
     language: str = "en"
 
     def load(self, path: Path) -> Loaded:

@@ -21,10 +21,28 @@ Rules (what the text encoder sees for a MIMIC-CXR report):
   are kept. A section with no words left (empty, or only ``___``) counts as absent, and so does a
   FINDINGS that only points elsewhere (``See impression.``, ``As above.``).
 * No FINDINGS: the report is *missing* for this modality, with the reason; with ``fallback =
-  "impression"`` the IMPRESSION (or CONCLUSION) text is used instead, and the result says so.
+  "impression"`` the IMPRESSION (or CONCLUSION) text is used instead, with ``fallback = "whole"`` the
+  whole report, and the result says so.
 * An empty or whitespace-only report is a *bad input* (the caller counts it as a failure).
 
-Chinese reports (the lung task) are used whole: :func:`whole_report` only normalises whitespace.
+Chinese clinical reports (the lung task) are used whole (:func:`whole_report` only normalises
+whitespace) or, with ``section = "diagnosis"``, cut to their diagnostic sections
+(:func:`extract_diagnosis`):
+
+* A Chinese heading is a known section name (``ZH_HEADINGS``: 诊断依据, 影像学检查, 辅助检查,
+  检查所见, 诊断, 初步诊断, ... and the history, examination and plan headings that end them:
+  主诉, 现病史, 个人史, 既往史, 手术史, 体格检查, 鉴别诊断, 手术指征, ...) at the start of a
+  line, followed by a full-width or half-width colon (``诊断依据：``, ``诊断依据:``,
+  ``诊断依据 ：``), or inside 【】 brackets (``【诊断依据】``, colon optional). Spaces inside
+  the name are ignored (``诊 断 依 据：``); an enumeration before it is allowed (``五、``,
+  ``5.``, ``（五）``). For reports whose line breaks were lost, a known name followed by a colon
+  right after a sentence end (。；！？) is a heading too. Unknown names followed by a colon
+  (``胸部CT示：``, ``肿瘤标志物：``) are part of the text, not headings; unknown names in 【】
+  are headings (they end the section before them).
+* DIAGNOSIS = every non-empty section of the diagnostic group (``ZH_HEADINGS["diagnosis"]``), joined in
+  report order, headings excluded. Differential diagnosis (鉴别诊断) is not part of it.
+* No diagnostic section: the report is *missing* for this modality (with the reason), or with
+  ``fallback = "whole"`` the whole report is used instead, and the result says so.
 """
 
 from __future__ import annotations
@@ -32,7 +50,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from omnifuse.features.options import FALLBACKS
+from omnifuse.features.options import FALLBACKS, SECTIONS
+
+# Headings of Chinese clinical records (admission notes, pre-operative summaries, imaging reports).
+ZH_HEADINGS: dict[str, tuple[str, ...]] = {
+    "diagnosis": (
+        "诊断依据", "影像学检查", "影像学表现", "影像表现", "影像所见", "影像学所见", "检查所见", "辅助检查",
+        "诊断", "初步诊断", "入院诊断", "术前诊断", "临床诊断", "影像诊断", "诊断意见", "检查结论",
+        "印象", "影像印象", "诊断结论",
+    ),
+    "other": (
+        "主诉", "现病史", "病史摘要", "病史", "既往史", "个人史", "婚育史", "婚姻史", "生育史", "月经史",
+        "家族史", "手术史", "外伤史", "输血史", "过敏史", "药物过敏史", "预防接种史", "传染病史",
+        "体格检查", "查体", "专科检查", "专科情况", "一般情况", "实验室检查", "鉴别诊断", "诊疗计划",
+        "治疗计划", "处理意见", "手术指征", "手术适应证", "手术禁忌证", "手术方案", "拟行手术", "拟施手术",
+        "术前讨论", "术前准备", "注意事项", "出院医嘱", "医嘱", "备注",
+    ),
+}  # fmt: skip
 
 # Canonical names of the sections that end a FINDINGS section (and misspellings seen in MIMIC-CXR).
 _KNOWN = {
@@ -320,6 +354,79 @@ def extract_findings(text: str, fallback: str = "none") -> Extracted:
     return Extracted(None, "missing", reason)
 
 
+_ZH_CANON = {name: group for group, names in ZH_HEADINGS.items() for name in names}
+_ZH_SPACE = "[ \t\u3000]"
+_ZH_ENUM = rf"(?:[（(]?[一二三四五六七八九十0-9０-９]{{1,3}}[)）]?[、.．]?{_ZH_SPACE}*)?"
+_ZH_NAME = rf"[\u4e00-\u9fff](?:[\u4e00-\u9fff]|{_ZH_SPACE}){{0,14}}?"
+_ZH_LINE_HEADING = re.compile(
+    rf"^{_ZH_SPACE}*{_ZH_ENUM}(?:【{_ZH_SPACE}*(?P<bracket>[^】\n]{{1,20}}?){_ZH_SPACE}*】{_ZH_SPACE}*[:：]?"
+    rf"|(?P<name>{_ZH_NAME}){_ZH_SPACE}*[:：])",
+    re.M,
+)
+_ZH_INLINE_HEADING = re.compile(
+    rf"(?<=[。；;！!？?]){_ZH_SPACE}*{_ZH_ENUM}(?P<name>{_ZH_NAME}){_ZH_SPACE}*[:：]"
+)
+
+
+def zh_heading_name(raw: str) -> str:
+    """A Chinese heading as written → its name without spaces (``诊 断 依 据`` → ``诊断依据``)."""
+    return re.sub(r"[\s\u3000]+", "", raw)
+
+
+def split_zh_sections(text: str) -> list[Section]:
+    """The sections of a Chinese clinical report in text order (module docstring); ``name`` is the
+    group of the heading (``diagnosis`` or ``other``); text before the first heading is ``preamble``."""
+    text = normalise_text(text)
+    found: dict[int, tuple[int, int, str, str]] = {}
+    for m in _ZH_LINE_HEADING.finditer(text):
+        if m["bracket"] is not None:
+            raw = zh_heading_name(m["bracket"])
+            found[m.start()] = (m.start(), m.end(), _ZH_CANON.get(raw, "other"), raw)
+        elif zh_heading_name(m["name"]) in _ZH_CANON:
+            raw = zh_heading_name(m["name"])
+            found[m.start()] = (m.start(), m.end(), _ZH_CANON[raw], raw)
+    for m in _ZH_INLINE_HEADING.finditer(text):
+        raw = zh_heading_name(m["name"])
+        if raw in _ZH_CANON and m.start() not in found:
+            found[m.start()] = (m.start(), m.end(), _ZH_CANON[raw], raw)
+    heads: list[tuple[int, int, str, str]] = []
+    for item in sorted(found.values()):
+        if heads and item[0] < heads[-1][1]:
+            continue
+        heads.append(item)
+    sections: list[Section] = []
+    if not heads or heads[0][0] > 0:
+        end = heads[0][0] if heads else len(text)
+        sections.append(Section("preamble", "", clean_section_text(text[:end]), 0))
+    for i, (_, end, name, raw) in enumerate(heads):
+        stop = heads[i + 1][0] if i + 1 < len(heads) else len(text)
+        sections.append(Section(name, raw, clean_section_text(text[end:stop]), end))
+    return sections
+
+
+def extract_diagnosis(text: str, fallback: str = "none") -> Extracted:
+    """The diagnostic sections of a Chinese clinical report (module docstring); ``fallback`` ``whole``
+    uses the whole report when there is none (``impression`` is a FINDINGS fallback: here it acts as
+    ``none``)."""
+    if fallback not in FALLBACKS:
+        raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+    if not text or not text.strip():
+        return Extracted(None, "bad", "empty report")
+    sections = split_zh_sections(text)
+    chosen = [s for s in sections if s.name == "diagnosis"]
+    texts = [s.text for s in chosen if has_words(s.text)]
+    if texts:
+        return Extracted(" ".join(texts), "ok", "", "diagnosis")
+    reason = (
+        "diagnostic section is empty" if chosen else "no diagnostic section (诊断依据, 辅助检查, 诊断, ...)"
+    )
+    if fallback == "whole":
+        whole = whole_report(text)
+        if whole.status == "ok":
+            return Extracted(whole.text, "ok", f"{reason}; whole report used instead", "whole report")
+    return Extracted(None, "missing", reason)
+
+
 def whole_report(text: str) -> Extracted:
     """A report used whole (the Chinese lung reports): whitespace normalised, nothing removed."""
     cleaned = clean_section_text(normalise_text(text or ""))
@@ -329,9 +436,19 @@ def whole_report(text: str) -> Extracted:
 
 
 def report_text(text: str, section: str, fallback: str = "none") -> Extracted:
-    """Dispatch on the configured ``section``: ``findings`` (MIMIC-CXR) or ``whole``."""
+    """Dispatch on the configured ``section``: ``findings`` (MIMIC-CXR), ``diagnosis`` (Chinese
+    clinical reports) or ``whole``."""
+    if section == "findings" and fallback == "whole":
+        found = extract_findings(text, "none")
+        if found.status != "missing":
+            return found
+        whole = whole_report(text)
+        reason = f"{found.reason}; whole report used instead"
+        return Extracted(whole.text, "ok", reason, "whole report") if whole.status == "ok" else found
     if section == "findings":
         return extract_findings(text, fallback)
+    if section == "diagnosis":
+        return extract_diagnosis(text, fallback)
     if section == "whole":
         return whole_report(text)
-    raise ValueError(f"report section must be 'findings' or 'whole', got {section!r}")
+    raise ValueError(f"report section must be one of {SECTIONS}, got {section!r}")

@@ -24,9 +24,24 @@ Rules:
   SUV scale factor (7053,1000); anything else cannot be converted and makes the volume bad.
 * **NIfTI.** ``get_fdata`` (scl_slope/scl_inter applied) in the units of the file (HU for CT, SUV
   for PET are expected); a 4-D file must have a single volume.
+* **Geometry.** :attr:`Volume.affine` maps an index ``(s, h, w)`` of ``Volume.data`` to patient
+  coordinates in millimetres in the DICOM convention (LPS: x toward the patient's left, y toward
+  posterior, z toward the head), so a point given in the scanner's frame of reference can be found in
+  the array whatever the storage order. NIfTI files are RAS (nibabel's convention): x and y change sign.
+  :attr:`Volume.file_affine` maps an index ``(i, j, k)`` of the NIfTI array *as stored* to LPS (None
+  for DICOM, whose storage has no single array order).
+* **Region-of-interest crop** (:func:`crop_roi`): a box of ``2 * round(h / spacing) + 1`` voxels along
+  each axis (h = the half-width in mm) centred on the voxel nearest to the ROI's centre, so the ROI's
+  centre is the middle slice, row and column and every crop of the same half-width covers the same
+  physical extent (the lesion keeps its size in the resized slice). Voxels of the box outside the
+  volume are filled with the volume's minimum (air for CT, 0 for PET) and noted; an ROI whose centre
+  lies outside the volume is an error. The ROI is a box (or a point) in LPS millimetres, or in voxel
+  indices of a NIfTI file as stored (0-based ``i, j, k``, mapped through its affine).
 * **Intensity window** ``[low, high]`` → [0, 1] (clipped); **slice selection** ``all`` (then at most
   ``max_slices``, evenly spaced), ``every`` (every n-th slice from the first) or ``count`` (n evenly
-  spaced slices including both ends, all slices when the volume has fewer).
+  spaced slices including both ends, all slices when the volume has fewer; a single slice is the
+  middle one), applied to the volume or, with a crop, to the crop's slices (whose middle slice goes
+  through the ROI's centre).
 """
 
 from __future__ import annotations
@@ -43,6 +58,7 @@ from nibabel import orientations
 from pydicom.errors import InvalidDicomError
 
 from omnifuse.features.options import SLICE_MODES
+from omnifuse.formats.cohort import Roi
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _TARGET = orientations.axcodes2ornt(("L", "P", "S"))  # voxel axes i → left, j → posterior, k → superior
@@ -59,6 +75,8 @@ class Volume:
     spacing: tuple[float, float, float]  # mm along S, H, W
     source: str  # "dicom" | "nifti"
     notes: list[str] = field(default_factory=list)  # things worth a line in the extraction report
+    affine: np.ndarray | None = None  # 4x4: index (s, h, w) of data -> LPS mm
+    file_affine: np.ndarray | None = None  # 4x4: NIfTI index (i, j, k) as stored -> LPS mm
 
 
 def is_nifti(path: Path) -> bool:
@@ -78,14 +96,22 @@ def read_volume(path: str | Path, modality: str = "ct", allow_missing_slices: bo
     raise VolumeError(f"{path}: expected a NIfTI file (.nii, .nii.gz) or a DICOM series folder")
 
 
-def _canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Reorient voxel data with a RAS affine to (S, H, W) as described in the module docstring."""
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_SHW_TO_IJK = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float)
+
+
+def _canonical(
+    data: np.ndarray, affine: np.ndarray
+) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray]:
+    """Reorient voxel data with a RAS affine to (S, H, W) as described in the module docstring; also
+    return the LPS affine of the (s, h, w) index."""
     ornt = orientations.io_orientation(affine)
     transform = orientations.ornt_transform(ornt, _TARGET)
     out = orientations.apply_orientation(data, transform)
     new_affine = affine @ orientations.inv_ornt_aff(transform, data.shape)
     sx, sy, sz = (float(v) for v in nib.affines.voxel_sizes(new_affine))
-    return np.ascontiguousarray(out.transpose(2, 1, 0), dtype=np.float32), (sz, sy, sx)
+    lps = _RAS_TO_LPS @ new_affine @ _SHW_TO_IJK
+    return np.ascontiguousarray(out.transpose(2, 1, 0), dtype=np.float32), (sz, sy, sx), lps
 
 
 def read_nifti(path: str | Path) -> Volume:
@@ -102,8 +128,8 @@ def read_nifti(path: str | Path) -> Volume:
         raise VolumeError(f"{path}: expected a 3-D volume, got shape {data.shape}")
     if not np.isfinite(data).all():
         raise VolumeError(f"{path}: non-finite voxel values")
-    out, spacing = _canonical(data, img.affine)
-    return Volume(out, spacing, "nifti")
+    out, spacing, lps = _canonical(data, img.affine)
+    return Volume(out, spacing, "nifti", affine=lps, file_affine=_RAS_TO_LPS @ img.affine)
 
 
 def nifti_slice_count(path: str | Path) -> int:
@@ -112,6 +138,14 @@ def nifti_slice_count(path: str | Path) -> int:
     ornt = orientations.io_orientation(img.affine)
     axis = int(np.flatnonzero(ornt[:, 0] == 2)[0])
     return int(img.shape[axis])
+
+
+def nifti_slice_spacing(path: str | Path) -> float:
+    """Distance between axial slices (mm), from the header only."""
+    img = nib.load(str(path))
+    ornt = orientations.io_orientation(img.affine)
+    axis = int(np.flatnonzero(ornt[:, 0] == 2)[0])
+    return float(nib.affines.voxel_sizes(img.affine)[axis])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -130,6 +164,24 @@ def _dicom_files(folder: Path) -> list[Path]:
 def dicom_slice_count(folder: str | Path) -> int:
     """Upper bound of the number of slices of a series folder (its candidate files), without reading."""
     return len(_dicom_files(Path(folder)))
+
+
+def dicom_slice_spacing(folder: str | Path, max_files: int = 8) -> float | None:
+    """Smallest distance between slice positions among the headers of the first ``max_files`` files
+    of a series folder (mm; None if unknown): the slice spacing when file names follow the slice order,
+    a multiple of it otherwise."""
+    positions = []
+    for path in _dicom_files(Path(folder))[:max_files]:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            iop = np.asarray([float(v) for v in ds.ImageOrientationPatient])
+            normal = np.cross(iop[:3], iop[3:])
+            positions.append(float(np.dot([float(v) for v in ds.ImagePositionPatient], normal)))
+        except Exception:
+            continue
+    gaps = np.abs(np.diff(sorted(positions)))
+    gaps = gaps[gaps > 1e-3]
+    return float(gaps.min()) if len(gaps) else None
 
 
 def _tm_seconds(value: str | None) -> float | None:
@@ -365,8 +417,8 @@ def read_dicom_series(folder: str | Path, modality: str = "ct", allow_missing_sl
     lps[:3, 2] = normal * dz
     lps[:3, 3] = origin
     ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
-    out, spacing = _canonical(data, ras)
-    return Volume(out, spacing, "dicom", notes)
+    out, spacing, lps_affine = _canonical(data, ras)
+    return Volume(out, spacing, "dicom", notes, affine=lps_affine)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -379,6 +431,47 @@ def apply_window(data: np.ndarray, low: float, high: float) -> np.ndarray:
     if not high > low:
         raise ValueError(f"intensity window must have high > low, got [{low}, {high}]")
     return ((np.clip(data, low, high) - low) / (high - low)).astype(np.float32)
+
+
+def crop_roi(volume: Volume, roi: Roi, half_width_mm: float) -> tuple[np.ndarray, list[str]]:
+    """The (S, H, W) box of ``volume`` around ``roi`` (module docstring, "Region-of-interest crop")
+    and notes for the extraction report. Raises :class:`VolumeError` when the ROI cannot be used."""
+    if not half_width_mm > 0:
+        raise ValueError(f"crop half-width must be > 0 mm, got {half_width_mm}")
+    if volume.affine is None:
+        raise VolumeError("the volume has no geometry (affine): cannot place an ROI")
+    if roi.space == "voxel":
+        if volume.file_affine is None:
+            raise VolumeError(
+                f"{roi.describe()}: voxel ROIs need a NIfTI file (a DICOM series has no single voxel "
+                "order); give the ROI in millimetres (roi_lps_mm / roi_ras_mm) instead"
+            )
+        centre_lps = (volume.file_affine @ np.append(roi.centre, 1.0))[:3]
+    else:
+        centre_lps = np.asarray(roi.centre)
+    index = (np.linalg.inv(volume.affine) @ np.append(centre_lps, 1.0))[:3]
+    shape = np.asarray(volume.data.shape)
+    if np.any(index < -0.5) or np.any(index > shape - 0.5):
+        corners = [volume.affine @ np.array([*c, 1.0]) for c in ((0, 0, 0), tuple(shape - 1))]
+        lo = np.minimum(corners[0][:3], corners[1][:3])
+        hi = np.maximum(corners[0][:3], corners[1][:3])
+        extent = ", ".join(f"{a} {lo[i]:.1f}..{hi[i]:.1f}" for i, a in enumerate("xyz"))
+        raise VolumeError(
+            f"{roi.describe()} lies outside the volume (LPS mm: {extent}; centre at "
+            f"{', '.join(f'{v:.1f}' for v in centre_lps)})"
+        )
+    half = np.asarray([max(0, round(half_width_mm / sp)) for sp in volume.spacing], dtype=int)
+    centre = np.rint(index).astype(int)
+    lo, hi = centre - half, centre + half + 1
+    out = np.full(tuple(2 * half + 1), float(volume.data.min()), dtype=np.float32)
+    src_lo, src_hi = np.maximum(lo, 0), np.minimum(hi, shape)
+    dst_lo = src_lo - lo
+    dst = tuple(slice(a, a + b - c) for a, b, c in zip(dst_lo, src_hi, src_lo, strict=True))
+    out[dst] = volume.data[tuple(slice(a, b) for a, b in zip(src_lo, src_hi, strict=True))]
+    notes = []
+    if np.any(lo < 0) or np.any(hi > shape):
+        notes.append("crop extends outside the volume: padded with the volume minimum")
+    return out, notes
 
 
 def select_slices(n_slices: int, mode: str = "all", n: int = 0, max_slices: int = 0) -> np.ndarray:
@@ -394,12 +487,19 @@ def select_slices(n_slices: int, mode: str = "all", n: int = 0, max_slices: int 
     elif mode == "count":
         if n < 1:
             raise ValueError("slice mode 'count' needs n >= 1")
-        idx = np.arange(n_slices) if n_slices <= n else np.round(np.linspace(0, n_slices - 1, n)).astype(int)
+        idx = np.arange(n_slices) if n_slices <= n else spread_indices(n_slices, n)
     else:
         idx = np.arange(n_slices)
     if max_slices and len(idx) > max_slices:
-        idx = idx[np.round(np.linspace(0, len(idx) - 1, max_slices)).astype(int)]
+        idx = idx[spread_indices(len(idx), max_slices)]
     return idx.astype(np.int64)
+
+
+def spread_indices(length: int, k: int) -> np.ndarray:
+    """``k`` evenly spaced positions in ``range(length)``, both ends included; one: the middle."""
+    if k == 1:
+        return np.asarray([(length - 1) // 2])
+    return np.round(np.linspace(0, length - 1, k)).astype(int)
 
 
 def selected_count(n_slices: int, mode: str, n: int, max_slices: int) -> int:

@@ -7,15 +7,22 @@
 * the label columns named in the metadata (``y_*``): binary 0/1 (``binary``: one column;
   ``multilabel``: one column per label) or a class index 0..C-1 (``multiclass``: one column);
 * ``has_<modality>`` (bool) for every modality of the dataset: natural availability;
-* any other columns a stage needs (stay times, paired study ids, relative file paths, ...).
+* any other columns a stage needs (stay times, paired study ids, relative file paths, ...);
+* optional regions of interest for the volume modalities (CT, PET), one box per sample, null where
+  there is none: ``roi_lps_mm`` (shared by every volume of the sample, which must share one frame of
+  reference) is ``[x0, y0, z0, x1, y1, z1]`` in patient millimetres in the DICOM convention (LPS:
+  x toward the patient's left, y toward posterior, z toward the head; ``x0 <= x1`` etc., equal
+  corners for a point); ``<modality>_roi_vox`` (e.g. ``ct_roi_vox``) is the same for one modality in
+  0-based voxel indices ``[i0, j0, k0, i1, j1, k1]`` of its NIfTI file as stored, and wins over
+  ``roi_lps_mm`` for that modality. Both are lists of 6 finite floats (``ROI_LENGTH``).
 
 The task description travels inside the parquet file as key-value metadata (``omnifuse.cohort``), so a
 cohort file is self-describing: :func:`read_cohort` returns it as :class:`CohortMeta`. Both writing and
 reading validate the invariants and name the offending sample, patient or column.
 
 The cohort's digest (:func:`cohort_digest`: sha256 of the task description and of every column a later
-stage depends on: ids, folds, labels, ``has_<modality>``, input paths, stay windows) is stored in the
-metadata too (``omnifuse.cohort.sha256``) and checked on reading. Every feature cache records
+stage depends on: ids, folds, labels, ``has_<modality>``, input paths, stay windows, ROIs) is stored in
+the metadata too (``omnifuse.cohort.sha256``) and checked on reading. Every feature cache records
 the digest of the cohort it was built for (:class:`CohortRef`), and every stage that reads a cache for
 a cohort compares the two (:func:`omnifuse.formats.cache.load_for_cohort`).
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +47,67 @@ DIGEST_KEY = "omnifuse.cohort.sha256"
 DIGEST_EXTRA_COLUMNS = ("intime", "window_end")
 TASK_KINDS = ("binary", "multilabel", "multiclass")
 MODALITIES = ("ehr", "cxr", "rep", "ct", "pet")
+ROI_MODALITIES = ("ct", "pet")
+ROI_COLUMN = "roi_lps_mm"
+ROI_LENGTH = 6
+ROI_SPACES = ("lps_mm", "voxel")  # Roi.space: roi_lps_mm | <modality>_roi_vox
+
+
+def roi_voxel_column(modality: str) -> str:
+    """Name of the voxel ROI column of a volume modality (``ct_roi_vox``)."""
+    return f"{modality}_roi_vox"
+
+
+def roi_columns(columns: list[str] | tuple[str, ...]) -> list[str]:
+    """The ROI columns among ``columns``."""
+    names = {ROI_COLUMN, *(roi_voxel_column(m) for m in ROI_MODALITIES)}
+    return [c for c in columns if c in names]
+
+
+@dataclass(frozen=True)
+class Roi:
+    """A region of interest: a box ``(x0, y0, z0, x1, y1, z1)`` with ``x0 <= x1`` etc. (a point when
+    the corners coincide), in patient LPS millimetres (``space`` ``lps_mm``, from ``roi_lps_mm``) or in
+    0-based voxel indices ``(i, j, k)`` of a NIfTI file as stored (``voxel``, from ``<modality>_roi_vox``).
+    ``source`` names where it came from (the cohort column), for messages."""
+
+    space: str
+    box: tuple[float, float, float, float, float, float]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.space not in ROI_SPACES:
+            raise ValueError(f"ROI space must be one of {ROI_SPACES}, got {self.space!r}")
+        box = tuple(float(v) for v in self.box)
+        if len(box) != ROI_LENGTH or not all(math.isfinite(v) for v in box):
+            raise ValueError(f"ROI box must be {ROI_LENGTH} finite numbers, got {self.box!r}")
+        if any(box[a] > box[a + 3] for a in range(3)):
+            raise ValueError(f"ROI box must have x0 <= x1, y0 <= y1, z0 <= z1, got {list(box)}")
+        object.__setattr__(self, "box", box)
+
+    @property
+    def centre(self) -> tuple[float, float, float]:
+        x, y, z = ((self.box[a] + self.box[a + 3]) / 2 for a in range(3))
+        return x, y, z
+
+    def describe(self) -> str:
+        unit = "mm LPS" if self.space == "lps_mm" else "voxel"
+        where = f" ({self.source})" if self.source else ""
+        return f"ROI centre {', '.join(f'{round(v, 2):g}' for v in self.centre)} {unit}{where}"
+
+
+def sample_rois(frame: pl.DataFrame, modality: str) -> list[Roi | None]:
+    """The region of interest of every row for ``modality`` (None where there is none, and for every
+    row of a modality without ROIs): ``<modality>_roi_vox`` when given, else ``roi_lps_mm``."""
+    rois: list[Roi | None] = [None] * frame.height
+    if modality not in ROI_MODALITIES:
+        return rois
+    for space, col in (("lps_mm", ROI_COLUMN), ("voxel", roi_voxel_column(modality))):
+        if col in frame.columns:  # the voxel ROI of the modality, when given, wins
+            for i, box in enumerate(frame[col].to_list()):
+                if box is not None:
+                    rois[i] = Roi(space, tuple(box), col)
+    return rois
 
 
 class CohortError(ValueError):
@@ -137,6 +206,24 @@ def validate_cohort(frame: pl.DataFrame, meta: CohortMeta, where: str = "cohort"
     for m in meta.modalities:
         if frame[f"has_{m}"].dtype != pl.Boolean or frame[f"has_{m}"].null_count():
             raise CohortError(f"{where}: has_{m} must be a boolean column without missing values")
+    for col in roi_columns(frame.columns):
+        _validate_roi_column(frame, col, where)
+
+
+def _validate_roi_column(frame: pl.DataFrame, col: str, where: str) -> None:
+    dtype = frame[col].dtype
+    if not isinstance(dtype, pl.List | pl.Array) or not dtype.inner.is_numeric():
+        raise CohortError(f"{where}: {col} must be a list of {ROI_LENGTH} numbers per sample, got {dtype}")
+    for sid, box in zip(frame["sample_id"].to_list(), frame[col].to_list(), strict=True):
+        if box is None:
+            continue
+        values = list(box)
+        ok = len(values) == ROI_LENGTH and all(v is not None and math.isfinite(v) for v in values)
+        if not ok or any(values[a] > values[a + 3] for a in range(3)):
+            raise CohortError(
+                f"{where}: {col} of sample {sid!r} must be [x0, y0, z0, x1, y1, z1] (6 finite numbers, "
+                f"x0 <= x1, y0 <= y1, z0 <= z1), got {values}"
+            )
 
 
 def synthetic_root(path: str | Path) -> Path | None:
@@ -157,11 +244,13 @@ def window_of(meta: CohortMeta) -> str:
 def cohort_digest(frame: pl.DataFrame, meta: CohortMeta) -> str:
     """sha256 of what a feature cache and a run depend on: the task (dataset, task, kind, labels,
     modalities, folds, window) and, row by row in table order, ``sample_id``, ``patient_id``, ``fold``,
-    the labels, ``has_<m>`` and ``<m>_path`` of every modality, and the stay window columns."""
+    the labels, ``has_<m>`` and ``<m>_path`` of every modality, the stay window columns and the regions
+    of interest (a table without ROI columns digests as it did before they existed)."""
     columns = ["sample_id", "patient_id", "fold", *meta.label_columns]
     for m in meta.modalities:
         columns += [c for c in (f"has_{m}", f"{m}_path") if c in frame.columns]
     columns += [c for c in DIGEST_EXTRA_COLUMNS if c in frame.columns]
+    columns += roi_columns(frame.columns)
     head = {
         "dataset": meta.dataset,
         "task": meta.task,
@@ -173,12 +262,20 @@ def cohort_digest(frame: pl.DataFrame, meta: CohortMeta) -> str:
         "columns": columns,
     }
     digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
-    table = frame.select(
-        (pl.col(c).dt.epoch("us") if frame[c].dtype.is_temporal() else pl.col(c)).cast(pl.String).alias(c)
-        for c in columns
-    )  # times as integers: the digest must not depend on how a polars version prints them
+    table = frame.select(_digest_text(frame, c) for c in columns)
     digest.update(table.write_csv(include_header=False, null_value="\\N").encode("utf-8"))
     return digest.hexdigest()
+
+
+def _digest_text(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """A column as text for :func:`cohort_digest`: times as integers and lists (ROIs) as their numbers
+    joined by commas, so that the digest does not depend on how a polars version prints them."""
+    dtype, col = frame[column].dtype, pl.col(column)
+    if dtype.is_temporal():
+        return col.dt.epoch("us").cast(pl.String).alias(column)
+    if isinstance(dtype, pl.List | pl.Array):
+        return col.cast(pl.List(pl.Float64)).cast(pl.List(pl.String)).list.join(",").alias(column)
+    return col.cast(pl.String).alias(column)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Chinese pre-operative clinical reports for the synthetic lung cohort (the ``rep`` modality).
 
-A report has the six sections of the paper's hospital records, in this order: 个人史 (personal history),
-既往史 (past history), 手术史 (surgical history), 体格检查 (physical examination), 诊断依据 (diagnostic
-basis) and 手术指征 (surgical indication). Each heading starts a line as ``标题：`` followed by one paragraph.
+A report has the sections of a pre-operative summary, in this order: 个人史 (personal history), 既往史
+(past history), 手术史 (surgical history), 体格检查 (physical examination), 术前诊断 (pre-operative
+diagnosis: one line naming the nodule and the suspected lesion), 诊断依据 (diagnostic basis) and 手术指征
+(surgical indication). Each heading starts a line as ``标题：`` followed by one paragraph.
 Sentences are drawn from many templated variants; optional sentences are added or dropped until the report
 is 1,000-1,700 characters long (``len()`` of the text, headings and newlines included).
 
@@ -14,8 +15,10 @@ Where the text carries signal about the invasiveness level (everything else is l
 - SUVmax, when the report mentions the PET-CT (noisy copy of the true lesion uptake);
 - clinical cues drawn from the patient's clinical latent ``t_rep``: age, smoking, CEA, symptoms and
   follow-up change (stable vs growing);
-- the radiological impression and the planned resection (wedge / segment / lobe), which summarise a noisy
-  mix of the lesion morphology and the clinical latent.
+- the pre-operative diagnosis and the impression closing the diagnostic basis (four grades from
+  pre-invasive to invasive) and the planned resection (wedge / segment / lobe), which summarise a noisy
+  mix of the lesion morphology and the clinical latent (the impression weighs the clinical picture
+  more, 0.3 t_morph + 0.7 t_rep, with judgement noise 0.08).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SECTIONS = ("个人史", "既往史", "手术史", "体格检查", "诊断依据", "手术指征")
+SECTIONS = ("个人史", "既往史", "手术史", "体格检查", "术前诊断", "诊断依据", "手术指征")
 REPORT_MIN_CHARS = 1000
 REPORT_MAX_CHARS = 1700
 
@@ -39,6 +42,10 @@ SEGMENTS = {
 }
 DENSITIES = ("ggo", "part_solid", "solid")
 SIGNS = ("lobulation", "spiculation", "pleural", "vacuole", "bronchogram", "vascular")
+# what render_report(facts=...) records about the text: stated long-axis size (mm), density class,
+# solid-component size (mm; part-solid nodules only), signs, SUVmax (when the PET-CT is quoted),
+# impression (0-3: pre-invasive ... invasive), planned resection (0 wedge, 1 segment, 2 lobe)
+STATED_FACTS = ("size_mm", "density", "solid_mm", "signs", "suvmax", "impression", "plan", "pet_quoted")
 
 Rng = np.random.Generator
 # (core sentences, optional sentences[, closing sentences]); optional ones fill the length budget.
@@ -101,9 +108,9 @@ def sample_clinical(rng: Rng, sex: str, t_rep: float) -> Clinical:
     )
     cigs = int(_pick(rng, ("5", "10", "10", "15", "20", "20", "30", "40"))) if smoking != "never" else 0
     quit_years = int(rng.integers(1, 16)) if smoking == "former" else 0
-    cea = float(np.exp(rng.normal(np.log(1.6) + 1.1 * t_rep, 0.45)))
+    cea = float(np.exp(rng.normal(np.log(1.5) + 1.5 * t_rep, 0.35)))
     symptom = "none"
-    if rng.random() < np.clip(0.08 + 0.35 * t_rep, 0.0, 0.9):
+    if rng.random() < np.clip(0.05 + 0.5 * t_rep, 0.0, 0.9):
         symptom = _pick(rng, ("cough", "cough", "hemoptysis", "chest_pain"))
     change = _sample_change(rng, t_rep)
     months = int(rng.integers(0, 2)) if change == "new" else int(rng.choice((3, 4, 6, 8, 12, 18, 24, 36)))
@@ -112,9 +119,9 @@ def sample_clinical(rng: Rng, sex: str, t_rep: float) -> Clinical:
 
 
 def _sample_change(rng: Rng, t_rep: float) -> str:
-    if rng.random() < 0.3:
+    if rng.random() < 0.2:
         return "new"
-    p_grow = _sigmoid(5.0 * (t_rep - 0.55))
+    p_grow = _sigmoid(8.0 * (t_rep - 0.5))
     if rng.random() >= p_grow:
         return "stable"
     return "growth" if rng.random() < 0.6 else "solid_increase"
@@ -526,7 +533,7 @@ def _reported_signs(rng: Rng, signs: Sequence[str], rep_noise: float) -> list[st
     return out
 
 
-def _ct_item(rng: Rng, nod: NoduleReading, rep_noise: float) -> str:
+def _ct_item(rng: Rng, nod: NoduleReading, rep_noise: float, facts: dict[str, object]) -> str:
     lobe, seg = LOBE_NAMES[nod.lobe], _pick(rng, SEGMENTS[nod.lobe])
     long_mm = max(3, round(nod.diameter_mm * float(np.exp(rng.normal(0, 0.06 + 0.25 * rep_noise)))))
     short_mm = max(2, round(long_mm * rng.uniform(0.65, 0.95)))
@@ -539,8 +546,10 @@ def _ct_item(rng: Rng, nod: NoduleReading, rep_noise: float) -> str:
     if density == "part_solid":
         ratio = np.clip(nod.solid_fraction + rng.normal(0, 0.05 + 0.2 * rep_noise), 0.1, 0.9)
         core = max(2, round(long_mm * ratio))
+        facts["solid_mm"] = core
         text += f"，实性成分约{core}mm"
     signs = _reported_signs(rng, nod.signs, rep_noise)
+    facts.update(size_mm=long_mm, density=density, signs=tuple(signs))
     margin = "边缘欠光整" if "spiculation" in signs else _pick(rng, ("边界清楚", "边缘光整", "边界尚清"))
     text += f"，{margin}"
     if signs:
@@ -560,8 +569,9 @@ def _ct_item(rng: Rng, nod: NoduleReading, rep_noise: float) -> str:
     return text + "。"
 
 
-def _pet_item(rng: Rng, nod: NoduleReading, rep_noise: float) -> str:
+def _pet_item(rng: Rng, nod: NoduleReading, rep_noise: float, facts: dict[str, object]) -> str:
     suv = nod.suvmax * float(np.exp(rng.normal(0, 0.05 + 0.2 * rep_noise)))
+    facts["suvmax"] = round(suv, 1)
     grade = "未见明显增高" if suv < 1.5 else "轻度增高" if suv < 2.5 else "增高" if suv < 5 else "明显增高"
     lobe = LOBE_NAMES[nod.lobe]
     return _pick(
@@ -604,13 +614,19 @@ def _followup_item(rng: Rng, c: Clinical) -> str:
 
 
 def _diagnosis(
-    rng: Rng, c: Clinical, nod: NoduleReading, impression: int, rep_noise: float, pet_done: bool
+    rng: Rng,
+    c: Clinical,
+    nod: NoduleReading,
+    impression: int,
+    rep_noise: float,
+    pet_done: bool,
+    facts: dict[str, object],
 ) -> Section:
     sex = "男" if c.sex == "M" else "女"
     lobe = LOBE_NAMES[nod.lobe]
     core = [
         f"患者{sex}性，{c.age}岁，因“{_complaint(rng, c, lobe)}”入院。",
-        _ct_item(rng, nod, rep_noise),
+        _ct_item(rng, nod, rep_noise, facts),
         _pick(
             rng,
             (
@@ -622,7 +638,7 @@ def _diagnosis(
         _marker_item(rng, c),
     ]
     if pet_done:
-        core.append(_pet_item(rng, nod, rep_noise))
+        core.append(_pet_item(rng, nod, rep_noise, facts))
     optional = [
         f"肺功能：FEV1 {rng.uniform(1.8, 3.4):.2f}L，占预计值{rng.integers(78, 110)}%，"
         + _pick(rng, ("通气功能基本正常。", "小气道功能轻度减退。", "弥散功能正常。")),
@@ -633,6 +649,21 @@ def _diagnosis(
     ]
     basis = f"综合患者病史及影像学表现，{_pick(rng, _IMPRESSIONS[impression])}。"
     return core, optional, [basis]
+
+
+_PREOP = (
+    ("癌前病变（不典型腺瘤样增生）或原位腺癌可能", "原位腺癌可能", "良性或癌前病变可能，早期肺癌待排"),
+    ("微浸润性腺癌可能", "早期肺腺癌可能，微浸润性腺癌待排", "早期肺癌可能"),
+    ("肺腺癌可能，浸润性腺癌待排", "肺恶性肿瘤可能", "肺癌可能性大"),
+    ("浸润性肺腺癌可能性大", "周围型肺癌（浸润性腺癌可能大）", "肺癌，浸润性病变可能大"),
+)
+
+
+def _preop(rng: Rng, nod: NoduleReading, impression: int) -> Section:
+    lobe = LOBE_NAMES[nod.lobe]
+    what = _pick(rng, ("结节", "占位", "肿物")) if impression == 3 else "结节"
+    line = _pick(rng, (f"{lobe}{what}：{{}}。", f"{lobe}{what}（{{}}）。", f"1. {lobe}{what}，{{}}。"))
+    return [line.format(_pick(rng, _PREOP[impression]))], []
 
 
 def _indication(rng: Rng, c: Clinical, nod: NoduleReading, plan: int, small_ggo: bool) -> Section:
@@ -733,21 +764,26 @@ def render_report(
     t_rep: float,
     rep_noise: float,
     pet_done: bool,
+    facts: dict[str, object] | None = None,
 ) -> str:
-    """The full report text (UTF-8, ``\\n`` line ends, one line per section)."""
-    noise = 0.08 + 0.25 * rep_noise
-    q_imp = 0.5 * t_morph + 0.5 * t_rep + rng.normal(0, noise)
+    """The full report text (UTF-8, ``\\n`` line ends, one line per section). ``facts``, when given, is
+    filled with what the text states (see :data:`STATED_FACTS`)."""
+    facts = {} if facts is None else facts
+    noise = 0.08
+    q_imp = 0.15 * t_morph + 0.85 * t_rep + rng.normal(0, noise)
     impression = int(np.searchsorted((0.3, 0.55, 0.8), q_imp))
-    q_plan = 0.6 * t_morph + 0.4 * t_rep + rng.normal(0, noise)
+    q_plan = 0.3 * t_morph + 0.7 * t_rep + rng.normal(0, noise)
     plan = int(np.searchsorted((0.35, 0.7), q_plan))
     side = "右" if nodule.lobe.startswith("R") else "左"
     small_ggo = nodule.diameter_mm < 10 and nodule.solid_fraction < 0.3
+    facts.update(impression=impression, plan=plan, pet_quoted=pet_done)
     builders: list[Callable[[], Section]] = [
         lambda: _personal(rng, clinical),
         lambda: _past(rng, clinical),
         lambda: _surgical(rng, clinical),
         lambda: _exam(rng, clinical, side),
-        lambda: _diagnosis(rng, clinical, nodule, impression, rep_noise, pet_done),
+        lambda: _preop(rng, nodule, impression),
+        lambda: _diagnosis(rng, clinical, nodule, impression, rep_noise, pet_done, facts),
         lambda: _indication(rng, clinical, nodule, plan, small_ggo),
     ]
     return _fit_length(rng, [build() for build in builders])

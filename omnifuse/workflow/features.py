@@ -75,6 +75,9 @@ def feature_options(config: dict[str, Any], dataset: str, modality: str) -> dict
             slice_n=volume["slice_n"],
             max_slices=volume["max_slices"],
             allow_missing_slices=volume["allow_missing_slices"],
+            crop=volume["crop"]["mode"],
+            crop_half_width_mm=volume["crop"]["half_width_mm"],
+            crop_fallback=volume["crop"]["fallback"],
         )
     return opts
 

@@ -173,3 +173,38 @@ def test_manifest_cohort(tmp_path):
     manifest.write_text("\n".join([*rows, "A,L1,,"]) + "\n")
     with pytest.raises(ValueError, match="patient 'A' is listed more than once"):
         build_cohort(src, "subtype", OPTS)
+
+
+def test_manifest_regions_of_interest(tmp_path):
+    (tmp_path / "p1").mkdir()
+    (tmp_path / "p1" / "ct.nii.gz").write_bytes(b"x")
+    header = "patient_id,label,ct,pet,roi_lps_mm,roi_ras_mm,ct_roi_vox"
+    rows = [header, 'A,L2,p1/ct.nii.gz,,"-80.5, 12, -30 -60.5, 32, -10",,',
+            "B,L1,p1/ct.nii.gz,,,10 20 30,", "C,L3,,,,,[4 5 6]", "D,L1,p1/ct.nii.gz,,,,"]  # fmt: skip
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    src = DatasetSources(
+        "lung", "manifest", ("ct", "pet"), manifest=str(manifest), classes=("L1", "L2", "L3")
+    )
+    frame, _ = build_cohort(src, "subtype", OPTS)
+    assert frame["roi_lps_mm"].to_list() == [
+        [-80.5, 12.0, -30.0, -60.5, 32.0, -10.0],
+        [-10.0, -20.0, 30.0, -10.0, -20.0, 30.0],  # RAS point (10, 20, 30) -> LPS (-10, -20, 30)
+        None,
+        None,
+    ]
+    assert frame["ct_roi_vox"].to_list() == [None, None, [4.0, 5.0, 6.0] * 2, None]
+    assert "roi_ras_mm" not in frame.columns
+    for bad, message in (
+        ("E,L1,,,1 2,,", r"line 6 \(patient 'E'\), column roi_lps_mm: expected 3 numbers"),
+        ("E,L1,,,a b c,,", r"line 6 \(patient 'E'\), column roi_lps_mm: expected numbers"),
+        ("E,L1,,,,,1 2 inf", r"column ct_roi_vox: expected finite numbers"),
+        ("E,L1,,,1 2 3,1 2 3,", r"line 6 \(patient 'E'\) fills both roi_lps_mm and roi_ras_mm"),
+    ):
+        manifest.write_text("\n".join([*rows, bad]) + "\n")
+        with pytest.raises(ValueError, match=message):
+            build_cohort(src, "subtype", OPTS)
+    manifest.write_text("\n".join(rows).replace("ct_roi_vox", "pet_roi_vox") + "\n")
+    ct_only = DatasetSources("lung", "manifest", ("ct",), manifest=str(manifest), classes=("L1", "L2", "L3"))
+    with pytest.raises(ValueError, match="column pet_roi_vox names modality 'pet'"):
+        build_cohort(ct_only, "subtype", OPTS)

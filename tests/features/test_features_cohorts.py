@@ -10,6 +10,7 @@ from dataclasses import replace
 import polars as pl
 import pytest
 
+from omnifuse.cohorts.manifest import parse_roi
 from omnifuse.features.extract import inputs_digest, samples_from_cohort
 from tests.helpers import lung_cohort, make_lung, make_mimic, mimic_cohort
 
@@ -58,3 +59,14 @@ def test_lung_samples_from_the_manifest(tmp_path):
         samples = samples_from_cohort(cohort, m, lung)
         assert [s.available for s in samples] == manifest[m].fill_null("").ne("").to_list()
         assert all(s.path.exists() for s in samples if s.available)
+        # volumes carry the lesion box of the manifest (reports have no region of interest)
+        for s, cell in zip(samples, manifest["roi_lps_mm"].fill_null("").to_list(), strict=True):
+            if m == "rep" or not cell:
+                assert s.roi is None
+            else:
+                assert s.roi.space == "lps_mm" and list(s.roi.box) == parse_roi(cell)
+    # an ROI is part of the inputs digest (a changed box re-extracts the sample)
+    samples = samples_from_cohort(cohort, "ct", lung)
+    k = next(i for i, s in enumerate(samples) if s.roi is not None)
+    moved = replace(samples[k], roi=replace(samples[k].roi, box=(0.0,) * 6))
+    assert inputs_digest([*samples[:k], moved, *samples[k + 1 :]], lung) != inputs_digest(samples, lung)

@@ -16,9 +16,11 @@ import polars as pl
 import pytest
 
 from omnifuse.cli import main
+from omnifuse.cohorts.manifest import parse_roi
 from omnifuse.features import engine
 from omnifuse.features.engine import ExtractionError
 from omnifuse.features.extract import ExtractOptions, extract
+from omnifuse.features.volumes import crop_roi, read_volume
 from omnifuse.formats.cache import (
     CacheError,
     ShardedCacheWriter,
@@ -26,7 +28,8 @@ from omnifuse.formats.cache import (
     load_for_cohort,
     read_cache,
 )
-from omnifuse.formats.cohort import read_cohort
+from omnifuse.formats.cohort import Roi, read_cohort, write_cohort
+from omnifuse.synth.lung import LungSynthConfig, generate_lung
 from tests.helpers import REPO, lung_cohort, make_lung, make_mimic, mimic_cohort
 
 FAST = ExtractOptions(device="cpu", precision="fp32", image_size=32, num_workers=0, shard_size=8, threads=2)
@@ -284,6 +287,19 @@ def test_chinese_reports_are_encoded_whole_in_windows(lung, tmp_path):
     assert '"section": "whole"' in rep.attrs["preprocessing"] and "cn-clip" in rep.attrs["preprocessing"]
 
 
+def test_chinese_reports_can_be_cut_to_their_diagnostic_sections(lung, tmp_path):
+    data, cohort, _ = lung
+    opts = replace(FAST, text_model="random-bert-zh", tokenizer="cn-clip", max_tokens=1024,
+                   section="diagnosis", language="zh")  # fmt: skip
+    extract("rep", cohort, data, tmp_path / "rep.h5", opts)
+    rep = read_cache(tmp_path / "rep.h5", modality="rep")
+    lengths = rep.mask.sum(axis=1)[rep.present]
+    assert rep.present.any() and (lengths > 100).all() and (lengths < 512).all()  # not the whole report
+    assert '"section": "diagnosis"' in rep.attrs["preprocessing"]
+    rows = report_rows(tmp_path / "rep.report.csv")
+    assert all(rows[s][0] == "ok" for s, present in zip(rep.ids, rep.present, strict=True) if present)
+
+
 def test_caches_load_aligned_to_the_cohort(mimic, tmp_path):
     data, cohort = mimic
     path = tmp_path / "cxr.h5"
@@ -333,3 +349,62 @@ def test_unreadable_volumes_fail_only_their_sample(lung, tmp_path):
     assert str(copy / "patients" / "LUNG0002" / "ct.nii.gz") in rows["LUNG0002"][1]  # the real path
     cache = read_cache(tmp_path / "ct.h5")
     assert dict(zip(cache.ids, cache.present, strict=True)) == {s: s != "LUNG0002" for s in cache.ids}
+
+
+# --------------------------------------------------------------------------------------------------
+# Lesion-centred crops
+# --------------------------------------------------------------------------------------------------
+
+
+def test_the_generators_box_centres_the_crop_on_the_lesion(tmp_path):
+    """Default resolution, large solid lesions: the crop's middle is the nodule, not lung parenchyma."""
+    root = tmp_path / "lung"
+    generate_lung(root, LungSynthConfig(n_patients=4, seed=5, subtype_probs=(0, 0, 0, 0, 1, 1), p_pet=1.0))
+    for row in pl.read_csv(root / "manifest.csv", infer_schema_length=0).iter_rows(named=True):
+        roi = Roi("lps_mm", tuple(parse_roi(row["roi_lps_mm"])), "roi_lps_mm")
+        ct, notes = crop_roi(read_volume(root / row["ct"], "ct"), roi, 24.0)
+        assert ct.shape == (2 * 5 + 1, 2 * 7 + 1, 2 * 7 + 1) and not notes  # 5 mm slices, 3.5 mm pixels
+        parenchyma = np.percentile(ct[5], 10)
+        assert parenchyma < -750 and ct[5, 6:9, 6:9].max() > parenchyma + 400, row["patient_id"]
+        pet = crop_roi(read_volume(root / row["pet"], "pet"), roi, 24.0)[0]
+        assert pet.shape == (5, 7, 7) and pet[2, 2:5, 2:5].max() > 1.5 * np.median(pet), row["patient_id"]
+
+
+def test_crop_in_the_cache_and_samples_without_a_usable_roi(lung, tmp_path):
+    data, cohort, dicom_cohort = lung
+    frame, meta = read_cohort(cohort)
+    crop = replace(FAST, crop="roi", crop_half_width_mm=20.0, max_slices=3)
+    extract("ct", cohort, data, tmp_path / "ct.h5", crop)
+    cache = read_cache(tmp_path / "ct.h5", modality="ct")
+    assert cache.data.shape == (frame.height, 3, 512)  # 5 slices of 10 mm in the crop, 3 kept
+    assert (
+        '"mode": "roi"' in cache.attrs["preprocessing"]
+        and '"half_width_mm": 20.0' in cache.attrs["preprocessing"]
+    )
+    rows = report_rows(tmp_path / "ct.report.csv")
+    assert all(rows[s][0] == "ok" for s in frame.filter(pl.col("has_ct"))["sample_id"])
+    # the same crop from the DICOM series (the ROI is in patient mm, shared by both)
+    extract("ct", dicom_cohort, data, tmp_path / "ct_dicom.h5", crop)
+    np.testing.assert_array_equal(read_cache(tmp_path / "ct_dicom.h5").data, cache.data)
+    # one sample without an ROI, one whose ROI lies outside its volume
+    no_roi, outside = frame["sample_id"][0], frame["sample_id"][1]
+    boxes = frame["roi_lps_mm"].to_list()
+    boxes[0], boxes[1] = None, [900.0, 0.0, 0.0, 901.0, 1.0, 1.0]
+    edited = frame.with_columns(pl.Series("roi_lps_mm", boxes, dtype=pl.List(pl.Float64)))
+    write_cohort(tmp_path / "edited.parquet", edited, meta)
+    for fallback, status in (("whole", "ok"), ("missing", "missing"), ("fail", "failed")):
+        out = tmp_path / f"{fallback}.h5"
+        extract(
+            "ct",
+            tmp_path / "edited.parquet",
+            data,
+            out,
+            replace(crop, crop_fallback=fallback, max_bad_fraction=1.0),
+        )
+        rows = report_rows(tmp_path / f"{fallback}.report.csv")
+        assert rows[no_roi][0] == status, rows[no_roi]
+        assert "no ROI" in rows[no_roi][1]
+        assert rows[outside][0] == "failed" and "roi_lps_mm) lies outside the volume" in rows[outside][1]
+        assert read_cache(out).data.shape[1] == 3
+    with pytest.raises(ExtractionError, match="lies outside the volume"):
+        extract("ct", tmp_path / "edited.parquet", data, tmp_path / "strict.h5", crop)

@@ -12,13 +12,17 @@ import pytest
 
 from omnifuse.features.report_sections import (
     canonical_name,
+    extract_diagnosis,
     extract_findings,
     report_text,
     split_sections,
+    split_zh_sections,
     whole_report,
 )
 from omnifuse.synth.cxr_findings import CxrFindings
 from omnifuse.synth.cxr_report import write_report
+from omnifuse.synth.lung import LungSynthConfig, sample_patient
+from omnifuse.synth.lung import _report as lung_report
 
 BANNER = " " * 33 + "FINAL REPORT"
 
@@ -286,3 +290,78 @@ def test_synthetic_reports_without_findings_are_missing_or_fall_back():
         [extract_findings(synthetic(seed, prob=0.1)[1]).status == "missing" for seed in range(400)]
     )
     assert 0.06 <= rate <= 0.14
+
+
+# ------------------------------------------------------------------------------------------------------
+# Chinese clinical reports: the diagnostic sections
+# ------------------------------------------------------------------------------------------------------
+
+ZH = (
+    "个人史：生于江苏省。家族史：父亲患肺癌。\n"
+    "体格检查：双肺呼吸音清。\n"
+    "诊断依据：1. 患者男性，62岁。2. 胸部CT示：右肺上叶见一磨玻璃结节，大小约12mm×10mm。"
+    "3. 肿瘤标志物：CEA 2.1ng/mL。\n"
+    "手术指征：结节持续存在，有手术指征。\n"
+)
+
+
+def test_chinese_diagnostic_basis_is_selected():
+    result = extract_diagnosis(ZH)
+    assert result.status == "ok" and result.source == "diagnosis"
+    assert result.text.startswith("1. 患者男性，62岁。") and result.text.endswith("CEA 2.1ng/mL。")
+    assert "胸部CT示：右肺上叶" in result.text  # an unknown name with a colon is text, not a heading
+    assert "手术指征" not in result.text and "生于" not in result.text
+    assert report_text(ZH, "diagnosis").text == result.text
+
+
+@pytest.mark.parametrize(
+    "heading",
+    ["诊断依据：", "诊断依据:", "诊断依据 ：", "  诊 断 依 据：", "【诊断依据】", "【 诊断依据 】：",
+     "五、诊断依据：", "5. 诊断依据:", "（五）诊断依据：", "\u3000诊断依据："],
+)  # fmt: skip
+def test_chinese_heading_variants(heading):
+    text = ZH.replace("诊断依据：", heading)
+    assert extract_diagnosis(text).text == extract_diagnosis(ZH).text, heading
+
+
+def test_chinese_similar_headings_are_joined_in_order_and_others_end_them():
+    text = (
+        "主诉：体检发现肺结节1月。\n辅助检查：胸部CT示右肺上叶结节。\n鉴别诊断：需与结核球鉴别。\n"
+        "【初步诊断】右肺上叶结节\n【签名】医师甲\n影像所见：右肺上叶磨玻璃影。诊断：原位腺癌可能。"
+    )
+    sections = split_zh_sections(text)
+    assert [(s.name, s.heading) for s in sections] == [
+        ("other", "主诉"), ("diagnosis", "辅助检查"), ("other", "鉴别诊断"), ("diagnosis", "初步诊断"),
+        ("other", "签名"), ("diagnosis", "影像所见"), ("diagnosis", "诊断"),
+    ]  # fmt: skip
+    assert (
+        extract_diagnosis(text).text
+        == "胸部CT示右肺上叶结节。 右肺上叶结节 右肺上叶磨玻璃影。 原位腺癌可能。"
+    )
+    # a report whose line breaks were lost: known names after a sentence end still split it
+    flat = ZH.replace("\n", "")
+    assert extract_diagnosis(flat).text == extract_diagnosis(ZH).text
+
+
+def test_chinese_report_without_a_diagnostic_section():
+    text = "个人史：生于江苏省。\n既往史：否认高血压。\n"
+    result = extract_diagnosis(text)
+    assert result.status == "missing" and "no diagnostic section" in result.reason
+    back = report_text(text, "diagnosis", fallback="whole")
+    assert back.status == "ok" and back.text == whole_report(text).text and "whole report used" in back.reason
+    assert extract_diagnosis("诊断依据：\n手术指征：有。").status == "missing"  # empty section
+    assert extract_diagnosis(" ").status == "bad"
+    assert report_text(text, "whole").status == "ok"
+
+
+def test_synthetic_lung_reports_give_the_pre_operative_diagnosis_and_its_basis():
+    cfg = LungSynthConfig(n_patients=40, seed=3)
+    for i in range(40):
+        patient = sample_patient(cfg, i)
+        text = lung_report(cfg, patient, {})
+        result = extract_diagnosis(text)
+        assert result.status == "ok", text
+        assert re.search("[左右]肺[上中下]叶", result.text) and re.search(r"大小约\d+mm", result.text)
+        assert result.text.index("可能") < result.text.index("大小约")  # the diagnosis line comes first
+        for other in ("生于", "既往体质", "否认手术史", "体格检查", "手术指征", "拟于全麻下"):
+            assert other not in result.text, other

