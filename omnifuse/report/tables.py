@@ -1,6 +1,7 @@
 """Tables 2, 3 and 4 (docs/design.md "Tables"): a human table ("mean ± std" strings, AUROC unless
-stated) built from the tidy frame of :func:`omnifuse.report.collect.collect`; the tidy frame itself (every fold of
-every run, AUROC and AUPRC) is the table's long-form CSV. Only ``complete`` runs enter the tables.
+stated) built from the tidy frame of :func:`omnifuse.report.collect.collect`; the tidy frame itself
+(every fold of every run, AUROC and AUPRC) is the table's long-form CSV. Only ``complete`` runs enter
+the tables.
 
 * Table 2 (modality competition): per (dataset, task) and multi-modality combination, the dominated
   (best) single modality by mean AUROC among the unimodal runs of the combination's modalities, its

@@ -161,12 +161,13 @@ def evaluate_rows(
 def fit_normalizers(
     data: RunData, train_idx: np.ndarray, cfg: TrainConfig
 ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
-    """Per-fold inputs: each configured modality normalised with statistics of the training rows where
-    it is present. Returns the inputs and the normalisers' states (for the checkpoint)."""
+    """Per-fold inputs: each modality normalised (``train.normalize``) with statistics of the training
+    rows where it is present. Returns the inputs and the normalisers' states (for the checkpoint)."""
     inputs = dict(data.x)
     states: dict[str, dict[str, Any]] = {}
-    for m, name in cfg.normalizers().items():
-        if m not in data.modalities:
+    for m in data.modalities:
+        name = cfg.normalizer_for(m)
+        if name == "none":
             continue
         norm = get_normalizer(name)
         j = data.modalities.index(m)
