@@ -5,6 +5,9 @@ run (and debugged) by hand; ``omnifuse --help`` lists them, e.g.::
 
     omnifuse synth mimic --out resources/synthetic/mimic --n-stays 2000 --seed 0
     omnifuse synth lung  --out resources/synthetic/lung --n-patients 300 --seed 0
+
+Errors end the command with one line naming the file and what is wrong (exit status 2: bad input or
+settings; 1: an unexpected error); ``omnifuse --debug ...`` shows the full traceback instead.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omnifuse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"omnifuse {omnifuse.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, show the full traceback (and debug logging)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         if command is None or name == command:
@@ -56,17 +62,45 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def input_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input or settings (exit status 2): ours subclass ValueError (the
+    format, source, cache, checkpoint and extraction errors name the file); OSError covers unreadable
+    or truncated files; polars and h5py errors escape only from files we do not wrap."""
+    errors: list[type[BaseException]] = [ValueError, OSError, EOFError]
+    if "polars" in sys.modules:
+        errors.append(sys.modules["polars"].exceptions.PolarsError)
+    return tuple(errors)
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for the log: the message (first line; exception type when the message alone says
+    little), newlines folded."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    if not text or not isinstance(exc, ValueError | FileExistsError | FileNotFoundError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose or args.debug)
     try:
         return int(args.func(args))
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        return 2
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, input_errors()):
+            log.error("%s", error_line(exc))
+            return 2
+        log.error("unexpected error: %s (rerun with omnifuse --debug for the traceback)", error_line(exc))
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

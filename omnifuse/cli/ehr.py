@@ -17,10 +17,12 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     from omnifuse.cohorts.ehr.events import extract_events_to, log_summary, summary_path
     from omnifuse.cohorts.ehr.options import EventOptions
     from omnifuse.cohorts.mimic import open_source
+    from omnifuse.cohorts.mimic.sources import reading
 
     t0 = time.perf_counter()
     source = open_source(args.source, args.format)
-    summary = extract_events_to(args.out, source, dataclass_from_args(EventOptions, args))
+    with reading(source):  # a damaged table is named (polars says only "unexpected end of file")
+        summary = extract_events_to(args.out, source, dataclass_from_args(EventOptions, args))
     log_summary(summary)
     log.info(
         "wrote %s (%d events) and %s in %.1f s",

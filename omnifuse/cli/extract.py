@@ -15,7 +15,7 @@ TEXT_OPTIONS = (
     "text_model", "tokenizer", "max_tokens", "window_overlap", "section", "fallback", "language",
 )  # fmt: skip
 IMAGE_OPTIONS = ("weights", "image_size")
-VOLUME_OPTIONS = ("window", "slice_mode", "slice_n", "max_slices")
+VOLUME_OPTIONS = ("window", "slice_mode", "slice_n", "max_slices", "allow_missing_slices")
 HELP = {
     "cxr": "chest X-rays (cxr_path under --root) → ResNet34 vectors (N, 1, 512)",
     "rep": "reports (rep_path under --root) → token states (N, max_tokens, hidden)",

@@ -43,12 +43,20 @@ def _style(args: argparse.Namespace):
     return style
 
 
+def _check_origin(args: argparse.Namespace) -> None:
+    """The data origin each run recorded must be the one the caption states (``--expect-data``)."""
+    from omnifuse.report.collect import check_data_origin, parse_expected_data
+
+    check_data_origin(args.run, parse_expected_data(args.expect_data))
+
+
 def _cmd_table(args: argparse.Namespace) -> int:
     from omnifuse.report import tables
     from omnifuse.report.collect import collect
     from omnifuse.report.write import write_csv
 
     style = _style(args)
+    _check_origin(args)
     tidy = collect(args.run)
     if args.artefact == "table2":
         human = tables.table2(tidy, style.decimals)
@@ -88,6 +96,7 @@ def _cmd_figure(args: argparse.Namespace) -> int:
 
     style = _style(args)
     figure_paths(args.out)  # check the suffix before any work
+    _check_origin(args)
     if args.artefact == "fig7":
         fig, data = figures.fig7(read_histories(_one_run(args)), style)
     else:
@@ -102,6 +111,7 @@ def _cmd_fig8(args: argparse.Namespace) -> int:
 
     style = _style(args)
     figure_paths(args.out)
+    _check_origin(args)
     fig, data = fig8(
         _one_run(args), args.cohort, parse_caches(args.cache), args.fold, args.max_samples,
         args.perplexity, args.seed, style,
@@ -121,6 +131,10 @@ def register(commands: argparse._SubParsersAction) -> None:
             help="run directory results/{dataset}/runs/{task}/{variant}/{combo}/{setting}; repeatable",
         )  # fmt: skip
         table = name.startswith("table")
+        p.add_argument(
+            "--expect-data", action="append", default=[], metavar="DATASET=synthetic|real",
+            help="fail unless every run recorded this data origin for the dataset (what the caption states)",
+        )  # fmt: skip
         p.add_argument(
             "--out",
             required=True,

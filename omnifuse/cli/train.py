@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from typing import Any
 
 from omnifuse.cli.options import add_cache_option, parse_caches
 from omnifuse.methods import ABLATIONS, METHOD_NAMES
@@ -12,10 +13,38 @@ from omnifuse.methods import ABLATIONS, METHOD_NAMES
 log = logging.getLogger("omnifuse")
 
 
+class FoldsAction(argparse.Action):
+    """``--folds 0 1``, ``--folds 0,1`` or ``--folds 0 --folds 1``; a ``KEY=VALUE`` that follows the fold
+    numbers is a config override (``nargs='+'`` would otherwise swallow it), kept in ``spilled``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        folds = list(getattr(namespace, self.dest) or [])
+        spilled = list(getattr(namespace, "spilled", None) or [])
+        for value in values:
+            if "=" in value:
+                spilled.append(value)
+                continue
+            for part in filter(None, value.split(",")):
+                try:
+                    folds.append(int(part))
+                except ValueError:
+                    parser.error(f"argument {option_string}: fold numbers expected, got {value!r}")
+        if not folds:
+            parser.error(f"argument {option_string}: at least one fold number expected")
+        setattr(namespace, self.dest, folds)
+        namespace.spilled = spilled
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from omnifuse.train import train
 
-    overrides = list(args.overrides or [])
+    overrides = list(args.overrides or []) + list(getattr(args, "spilled", None) or [])
     if args.ablation:
         if args.method != "omnifuse":
             raise ValueError("--ablation applies to --method omnifuse")
@@ -66,7 +95,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--combo", default=None, help="input modalities joined by '+' (default: every cached modality)"
     )
-    p.add_argument("--folds", type=int, nargs="+", default=None, help="test folds to run (default: all)")
+    p.add_argument(
+        "--folds",
+        nargs="+",
+        action=FoldsAction,
+        default=None,
+        metavar="K",
+        help="test folds to run, e.g. --folds 0 1 or --folds 0,1 (default: all)",
+    )
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--config", default=None, help="YAML file with 'train:' and 'method:' sections")
     p.add_argument("--workers", type=int, default=1, help="folds trained in parallel processes")

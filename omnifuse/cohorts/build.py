@@ -27,10 +27,11 @@ from omnifuse.cohorts.ehr.options import EventOptions
 from omnifuse.cohorts.folds import assign_folds
 from omnifuse.cohorts.manifest import read_manifest
 from omnifuse.cohorts.mimic import open_source
+from omnifuse.cohorts.mimic.sources import reading
 from omnifuse.cohorts.mimic.stays import StayRules, apply_rules, icu_stays, ihm_stays, pheno_stays
-from omnifuse.cohorts.mimic.tables import HospitalTables
+from omnifuse.cohorts.mimic.tables import HospitalTables, SourceError
 from omnifuse.cohorts.phenotypes import load_phenotypes
-from omnifuse.formats.cohort import CohortMeta
+from omnifuse.formats.cohort import CohortMeta, synthetic_root
 
 log = logging.getLogger(__name__)
 
@@ -184,16 +185,27 @@ def build_mimic_cohort(
     """ICU-stay cohort of ``task`` (``ihm`` or ``pheno``). ``events_path``: the clean events of
     ``omnifuse ehr extract`` (for ``has_ehr``); without it the events are extracted here."""
     source = open_source(src.ehr_path, src.ehr_format)
-    ts = mimic_task_stays(source.tables(), task, options)
-    if events_path is not None:
-        events = scan_events(events_path)
-    else:
-        events = extract_events(source, EventOptions(), stays=ts.stays)[0].lazy()
+    with reading(source):  # a damaged table is named (polars says only "unexpected end of file")
+        ts = mimic_task_stays(source.tables(), task, options)
+        if events_path is None:
+            events = extract_events(source, EventOptions(), stays=ts.stays)[0].lazy()
     frame = ts.stays.with_columns(
         pl.col("stay_id").cast(pl.String).alias("sample_id"),
         pl.col("subject_id").cast(pl.String).alias("patient_id"),
     )
-    frame = frame.with_columns(_ehr_presence(frame, events))
+    if events_path is not None:
+        try:
+            frame = frame.with_columns(_ehr_presence(frame, scan_events(events_path)))
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            text = " ".join(str(exc).split())[:300]
+            raise SourceError(
+                f"{events_path}: not a readable EHR events file ({text}); it is truncated or damaged: "
+                "rerun omnifuse ehr extract"
+            ) from exc
+    else:
+        frame = frame.with_columns(_ehr_presence(frame, events))
     removed = dict(ts.removed)
     if options.require_ehr:
         removed["no_ehr_events"] = int((~frame["has_ehr"]).sum())
@@ -205,7 +217,7 @@ def build_mimic_cohort(
     frame = assign_folds(
         frame, ts.label_columns, ts.kind, options.n_folds, options.seed, options.split_file or None
     )
-    extra = _jsonable({**ts.extra, "exclusions": removed})
+    extra = _jsonable({**ts.extra, "exclusions": removed, **data_origin(src)})
     meta = CohortMeta(
         dataset=src.name,
         task=task,
@@ -243,7 +255,12 @@ def build_manifest_cohort(
         modalities=src.modalities,
         n_folds=options.n_folds,
         extra=_jsonable(
-            {"source": str(src.manifest), "options": asdict(options), "label_column": src.label_column}
+            {
+                "source": str(src.manifest),
+                "options": asdict(options),
+                "label_column": src.label_column,
+                **data_origin(src),
+            }
         ),
     )
     _log_cohort(frame, meta, {"manifest_rows": frame.height})
@@ -259,6 +276,14 @@ def build_cohort(
     if src.kind == "manifest":
         return build_manifest_cohort(src, task, options)
     raise ValueError(f"unknown dataset kind {src.kind!r}")
+
+
+def data_origin(src: DatasetSources) -> dict[str, Any]:
+    """``synthetic``: whether every source the cohort reads is an ``omnifuse synth`` output (found by
+    its marker file, not by the config), and ``sources``: the paths read. Captions and reports take
+    the data's origin from here."""
+    paths = [p for p in (src.ehr_path, src.cxr_path, src.reports_path, src.manifest) if p]
+    return {"synthetic": bool(paths) and all(synthetic_root(p) for p in paths), "sources": paths}
 
 
 def _jsonable(extra: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,9 @@ Rules:
   batches never cross a shard, so a shard's numbers do not depend on what ran before it, and a
   killed job that restarts skips the completed shards and produces the same cache as one that ran
   straight through (on the same machine and settings). Each shard's report rows are saved next to
-  it (``report-NNNNNN.csv`` in the shard folder) before the shard itself.
+  it (``report-NNNNNN.csv`` in the shard folder) before the shard itself, and its status codes go
+  into the cache (``status``). Each sample's ``key`` (input path, size, modification time) is
+  digested per shard: a shard whose inputs changed since it was written is extracted again.
 * Decoding runs in ``num_workers`` DataLoader worker processes (0 = in the main process), so that
   reading and decoding overlap the forward passes. The main process assembles full model batches
   from the decoded samples of a shard (tokenizing / stacking them), so samples dropped at decoding
@@ -40,7 +42,7 @@ from tqdm import tqdm
 
 from omnifuse.features.runtime import Runtime
 from omnifuse.formats.atomic import write_text_atomic
-from omnifuse.formats.cache import ShardedCacheWriter
+from omnifuse.formats.cache import STATUS, ShardedCacheWriter
 
 log = logging.getLogger("omnifuse")
 
@@ -99,6 +101,7 @@ class Sample:
     path: Path | None  # absolute input path, None when the cohort has none
     available: bool  # the cohort says the modality is present (has_<modality>)
     absent_reason: str = ""  # why it is not read, when it is not
+    key: str = ""  # identity of the input as it is now (path, size, mtime): a change re-extracts
 
 
 @dataclass(frozen=True)
@@ -182,8 +185,9 @@ def run_extraction(
     row_bytes = seq_len * dim * np.dtype(options.dtype).itemsize
     shard_size = max(1, min(options.shard_size, MAX_SHARD_BYTES // row_bytes))
     writer = ShardedCacheWriter(
-        out, modality, ids, seq_len=seq_len, dim=dim, attrs=attrs, dtype=options.dtype, shard_size=shard_size
-    )
+        out, modality, ids, seq_len=seq_len, dim=dim, attrs=attrs, dtype=options.dtype, shard_size=shard_size,
+        input_keys=[s.key for s in samples],
+    )  # fmt: skip
     shards = list(writer.shards())
     pending = writer.pending()
     per_batch = max(1, batch_rows or options.batch_size)
@@ -232,7 +236,8 @@ def run_extraction(
         buf = arrays(shard_index)
         rows = [buf["rows"][i] for i in range(shard.start, shard.stop)]
         write_text_atomic(writer.dir / f"report-{shard.index:06d}.csv", _report_text(rows))
-        writer.write(shard, buf["data"], buf["mask"], buf["present"])
+        status = np.asarray([STATUS[r[1]] for r in rows], dtype=np.uint8)
+        writer.write(shard, buf["data"], buf["mask"], buf["present"], status)
         del buffers[shard_index]
 
     for shard in pending:

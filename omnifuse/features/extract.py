@@ -6,12 +6,13 @@
 relative to the reports root; manifest cohorts: ``ct_path``, ``pet_path``, ``rep_path`` relative to the
 manifest's folder). The cache has one row per cohort sample, in cohort order (docs/design.md "Feature
 cache"); provenance attributes record the encoder, the weights identity, the preprocessing, the
-device/precision actually used and a digest of the inputs list.
+device/precision actually used and the machine (``host_cpu``, ``host_gpu``), the cohort it was built
+for (:class:`omnifuse.formats.cohort.CohortRef`) and a digest of the inputs (paths, sizes, modification
+times: :mod:`omnifuse.features.inputs`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict
@@ -22,9 +23,12 @@ import torch
 
 from omnifuse.features import INPUT_MODULES, cxr, rep, volume
 from omnifuse.features.engine import EngineOptions, Sample, run_extraction
+from omnifuse.features.inputs import inputs_digest as keyed_inputs_digest
+from omnifuse.features.inputs import with_keys
 from omnifuse.features.options import ExtractOptions
-from omnifuse.features.runtime import auto_workers, resolve_runtime, set_threads
-from omnifuse.formats.cohort import read_cohort
+from omnifuse.features.runtime import auto_workers, cpu_capability, resolve_runtime, set_threads
+from omnifuse.formats.cohort import cohort_ref, read_cohort
+from omnifuse.hostinfo import host_info
 
 # One module per kind of input; each has ``setup(modality, samples, options, runtime) -> Setup``.
 MODALITY_MODULES = {"cxr": cxr, "rep": rep, "ct": volume, "pet": volume}
@@ -56,17 +60,9 @@ def samples_from_cohort(cohort: str | Path, modality: str, root: str | Path) -> 
 
 
 def inputs_digest(samples: list[Sample], root: Path) -> str:
-    """sha256 of the (sample id, input path relative to root, available) list: a changed cohort or
-    pairing invalidates the shards of an interrupted extraction."""
-    digest = hashlib.sha256()
-    for s in samples:
-        rel = (
-            str(s.path.relative_to(root))
-            if s.path is not None and s.path.is_relative_to(root)
-            else str(s.path)
-        )
-        digest.update(f"{s.sample_id}\0{rel}\0{int(s.available)}\n".encode())
-    return digest.hexdigest()
+    """sha256 of the (sample id, input path relative to root, available, size and modification time of
+    the input) list: a changed cohort, pairing or input file changes it (:mod:`omnifuse.features.inputs`)."""
+    return keyed_inputs_digest(with_keys(samples, root))
 
 
 def extract(
@@ -87,14 +83,15 @@ def extract(
     runtime = resolve_runtime(opts.device, opts.precision)
     threads = set_threads(opts.threads)
     workers = opts.num_workers if opts.num_workers >= 0 else auto_workers(runtime.device.type, threads)
-    samples = samples_from_cohort(cohort, modality, root)
+    samples = with_keys(samples_from_cohort(cohort, modality, root), root)
     log.info("%s: reading %s, inputs under %s; %d torch threads", modality, cohort, root, threads)
     attrs: dict[str, Any] = {
         "precision": runtime.precision,
         "device": runtime.device.type,
         "inputs_sha256": inputs_digest(samples, root),
         "source_root": str(root),
-        "cohort": str(cohort),
+        **cohort_ref(cohort).cache_attrs(),
+        **host_info(runtime.gpu_name(), torch_threads=threads, cpu_capability=cpu_capability()),
         "torch_version": str(torch.__version__),
     }
     module_setup = MODALITY_MODULES[modality].setup(modality, samples, opts, runtime)

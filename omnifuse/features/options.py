@@ -36,6 +36,7 @@ class ExtractOptions:
     slice_mode: str = "all"  # all | every | count
     slice_n: int = 0  # n of every-n-th / count
     max_slices: int = 64  # at most this many slices (evenly spaced) per volume
+    allow_missing_slices: bool = False  # DICOM series with missing slices: encode (noted) instead of failing
 
     def __post_init__(self) -> None:
         if self.section not in ("findings", "whole"):

@@ -3,11 +3,14 @@ mask.
 
 English MIMIC-CXR reports give their FINDINGS (:mod:`omnifuse.features.report_sections`); Chinese
 reports are used whole. Files are read as UTF-8 (a BOM is ignored); if that fails, Windows-1252 for
-English and GB18030 for Chinese (noted in the extraction report).
+English and GB18030 for Chinese (noted in the extraction report). A decoded text with more than
+:data:`MAX_CONTROL_SHARE` of control or non-printing characters (other than tab, newline, carriage
+return, form feed) is binary data, not a report: ``failed`` (whatever the section setting).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,19 +30,51 @@ from omnifuse.features.text_model import (
     model_positions,
 )
 
+MAX_CONTROL_SHARE = 0.05  # random bytes decoded as cp1252 give about 11 %, real reports 0
+_ALLOWED_CONTROLS = frozenset("\t\n\r\f\v")
+_NON_PRINTING = frozenset(("Cc", "Co", "Cn", "Cs"))  # control, private use, unassigned, surrogate
+
+
+def control_share(text: str) -> float:
+    """Share of characters that are control or non-printing (tab, newline, carriage return, form feed
+    and vertical tab excepted; the replacement character U+FFFD counted)."""
+    if not text:
+        return 0.0
+    bad = sum(
+        1
+        for c in text
+        if c == "\ufffd" or (c not in _ALLOWED_CONTROLS and unicodedata.category(c) in _NON_PRINTING)
+    )
+    return bad / len(text)
+
+
+def check_text(text: str, encoding: str) -> None:
+    """:class:`BadInput` when ``text`` looks like binary data (see :data:`MAX_CONTROL_SHARE`)."""
+    share = control_share(text)
+    if share > MAX_CONTROL_SHARE:
+        raise BadInput(
+            f"not text: {share:.0%} of the {len(text)} characters decoded as {encoding} are control or "
+            f"non-printing characters (more than {MAX_CONTROL_SHARE:.0%}); binary or damaged file"
+        )
+
 
 def read_report_file(path: Path, language: str) -> tuple[str, str]:
-    """The text of a report file and a note naming a non-UTF-8 encoding when one was needed."""
+    """The text of a report file and a note naming a non-UTF-8 encoding when one was needed;
+    :class:`BadInput` for bytes that decode to no text or to binary-looking text (:func:`check_text`)."""
     raw = path.read_bytes()
     try:
-        return raw.decode("utf-8-sig"), ""
+        text = raw.decode("utf-8-sig")
+        check_text(text, "UTF-8")
+        return text, ""
     except UnicodeDecodeError:
         pass
     fallback = "gb18030" if language == "zh" else "cp1252"
     try:
-        return raw.decode(fallback), f"decoded as {fallback}"
+        text = raw.decode(fallback)
     except UnicodeDecodeError as exc:
         raise BadInput(f"neither UTF-8 nor {fallback} text ({exc.reason} at byte {exc.start})") from exc
+    check_text(text, fallback)
+    return text, f"decoded as {fallback}"
 
 
 @dataclass

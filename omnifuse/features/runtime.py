@@ -11,6 +11,9 @@ Rules:
   cache attributes, because it changes the numbers.
 * Encoders run in eval mode under ``torch.inference_mode``; images use channels_last.
 * ``threads`` bounds torch's intra-op threads (0 = the CPUs this process may use).
+* ``fp32`` on CUDA is IEEE float32: TensorFloat-32 (on by default for cuDNN convolutions, a 10-bit
+  mantissa) is switched off, so that ``precision: fp32`` means the same arithmetic on a GPU as on a
+  CPU (docs/design.md "Reproducibility across machines").
 """
 
 from __future__ import annotations
@@ -50,9 +53,12 @@ class Runtime:
                 with torch.autocast(self.device.type, dtype=dtype):
                     yield
 
+    def gpu_name(self) -> str:
+        """The GPU model in use ("" on CPU)."""
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else ""
+
     def describe(self) -> str:
-        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
-        return f"{self.device.type} ({name}), {self.precision}"
+        return f"{self.device.type} ({self.gpu_name() or 'cpu'}), {self.precision}"
 
 
 def cpu_supports_bf16() -> bool:
@@ -84,7 +90,19 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
         )
     elif precision == "fp16" and dev.type != "cuda":
         raise ValueError("precision 'fp16' needs a CUDA GPU; on CPU use bf16 (or auto / fp32)")
+    if dev.type == "cuda" and precision == "fp32":
+        torch.backends.cudnn.allow_tf32 = False  # TF32 convolutions are not fp32
+        torch.backends.cuda.matmul.allow_tf32 = False
     return Runtime(dev, precision)
+
+
+def cpu_capability() -> str:
+    """The vector instruction set torch's CPU kernels use here (e.g. ``AVX512``, ``AVX2``): kernels for
+    another set sum in another order, so float32 results can differ in the last bits."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):  # pragma: no cover - older torch
+        return "unknown"
 
 
 def available_cpus() -> int:

@@ -37,9 +37,10 @@ class VolumeReader:
     slice_n: int = 0
     max_slices: int = 64
     size: int = 224
+    allow_missing_slices: bool = False  # DICOM series with gaps: encode (noted) instead of failing
 
     def load(self, path: Path) -> Loaded:
-        volume = read_volume(path, self.modality)
+        volume = read_volume(path, self.modality, self.allow_missing_slices)
         n = volume.data.shape[0]
         idx = select_slices(n, self.slice_mode, self.slice_n, self.max_slices or 0)
         notes = list(volume.notes)
@@ -99,7 +100,7 @@ def setup(modality: str, samples: list[Sample], opts: ExtractOptions, runtime: R
     seq_len = volume_seq_len(samples, opts)
     reader = VolumeReader(
         modality, seq_len, (float(opts.window[0]), float(opts.window[1])), opts.slice_mode,
-        opts.slice_n, opts.max_slices, opts.image_size,
+        opts.slice_n, opts.max_slices, opts.image_size, opts.allow_missing_slices,
     )  # fmt: skip
     encoder = VolumeEncoder(images, seq_len, opts.batch_size)
     attrs: dict[str, Any] = {**model_attrs, "torchvision_version": str(torchvision.__version__)}
@@ -108,6 +109,7 @@ def setup(modality: str, samples: list[Sample], opts: ExtractOptions, runtime: R
         "units": "HU" if modality == "ct" else "SUV (body weight)",
         "window": list(reader.window),
         "slices": {"mode": opts.slice_mode, "n": opts.slice_n, "max": opts.max_slices},
+        "allow_missing_slices": opts.allow_missing_slices,
         "slice_order": "inferior to superior; rows anterior to posterior; columns right to left",
     }
     return Setup(reader, encoder, seq_len, encoder.dim, attrs, max(1, opts.batch_size // max(seq_len, 1)))

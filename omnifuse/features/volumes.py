@@ -7,11 +7,16 @@ Rules:
   the front), W patient right → left (the patient's right is on the image's left). Volumes stored in
   any axis order or direction are reoriented to it (nibabel orientation tools on the voxel-to-world
   affine; oblique acquisitions go to the closest axes).
-* **DICOM.** All files of the folder are read; files that are not DICOM or carry no pixel data
-  (DICOMDIR, reports, notes) are ignored, a ``.dcm`` file that cannot be read makes the volume bad.
+* **DICOM.** All files of the folder are read; files that are not DICOM or are not images (DICOMDIR,
+  reports, notes) are ignored, a ``.dcm`` file that cannot be read makes the volume bad.
   When the folder holds several series, the one with most slices is used. Slices are ordered by
   their position along the slice normal (ImagePositionPatient · (row × column direction)), falling
-  back to InstanceNumber when positions are missing; a repeated position keeps its first instance.
+  back to InstanceNumber when positions are missing.
+* **Incomplete series** (:func:`series_problems`): a gap between neighbouring slice positions of more
+  than 1.5 x the median spacing (missing slices), two slices at the same position, or an image slice
+  of the series without PixelData make the volume bad, naming what is wrong; with
+  ``allow_missing_slices`` it is read anyway (a repeated position keeps its first instance, a slice
+  without pixels is left out) and the extraction report says ``n slice(s) missing``.
   Values: ``stored * RescaleSlope + RescaleIntercept`` per slice (Hounsfield units for CT). PET is
   converted to SUV (body weight): ``Units = GML`` is SUV already; ``BQML`` is divided by the
   decay-corrected injected dose per gram (RadionuclideTotalDose, RadionuclideHalfLife,
@@ -60,13 +65,14 @@ def is_nifti(path: Path) -> bool:
     return path.name.lower().endswith(NIFTI_SUFFIXES)
 
 
-def read_volume(path: str | Path, modality: str = "ct") -> Volume:
-    """A volume from a NIfTI file or a DICOM series folder (``modality`` ``ct`` or ``pet``)."""
+def read_volume(path: str | Path, modality: str = "ct", allow_missing_slices: bool = False) -> Volume:
+    """A volume from a NIfTI file or a DICOM series folder (``modality`` ``ct`` or ``pet``;
+    ``allow_missing_slices``: see :func:`check_series`)."""
     path = Path(path)
     if not path.exists():
         raise VolumeError(f"{path}: no such file or folder")
     if path.is_dir():
-        return read_dicom_series(path, modality)
+        return read_dicom_series(path, modality, allow_missing_slices)
     if is_nifti(path):
         return read_nifti(path)
     raise VolumeError(f"{path}: expected a NIfTI file (.nii, .nii.gz) or a DICOM series folder")
@@ -175,8 +181,15 @@ def _suv_factor(ds: pydicom.Dataset, where: Path) -> float:
     return weight_g / (dose * decay)
 
 
-def _read_dicom_files(folder: Path) -> tuple[list[pydicom.Dataset], list[str]]:
-    datasets, notes = [], []
+def _is_image_slice(ds: pydicom.Dataset) -> bool:
+    """An image slice (it has the image pixel module's size or a position), as opposed to a report,
+    presentation state or other non-image object stored next to the series."""
+    return ("Rows" in ds and "Columns" in ds) or "ImagePositionPatient" in ds
+
+
+def _read_dicom_files(folder: Path) -> tuple[list[pydicom.Dataset], list[str], list[pydicom.Dataset]]:
+    """(image slices of the largest series, notes, image slices of that series without PixelData)."""
+    datasets, notes, no_pixels = [], [], []
     for path in _dicom_files(folder):
         try:
             ds = pydicom.dcmread(path)
@@ -186,24 +199,110 @@ def _read_dicom_files(folder: Path) -> tuple[list[pydicom.Dataset], list[str]]:
             continue
         except Exception as exc:
             raise VolumeError(f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})") from exc
-        if "PixelData" not in ds:
-            continue
         ds.filename = str(path)
+        if "PixelData" not in ds:
+            if _is_image_slice(ds):
+                no_pixels.append(ds)
+            continue
         datasets.append(ds)
     if not datasets:
         raise VolumeError(f"{folder}: no DICOM image files")
     series = Counter(str(ds.get("SeriesInstanceUID", "")) for ds in datasets)
+    chosen = series.most_common(1)[0][0]
     if len(series) > 1:
-        chosen = series.most_common(1)[0][0]
         notes.append(f"{len(series)} series in the folder, used the largest ({series[chosen]} files)")
         datasets = [ds for ds in datasets if str(ds.get("SeriesInstanceUID", "")) == chosen]
-    return datasets, notes
+    no_pixels = [ds for ds in no_pixels if str(ds.get("SeriesInstanceUID", "")) == chosen]
+    return datasets, notes, no_pixels
 
 
-def read_dicom_series(folder: str | Path, modality: str = "ct") -> Volume:
-    """One series folder → :class:`Volume` (HU for CT, SUV for PET)."""
+@dataclass(frozen=True)
+class SeriesProblems:
+    """What makes a DICOM series incomplete (:func:`series_problems`)."""
+
+    missing: int = 0  # slices missing in gaps of the positions
+    repeated: int = 0  # slices at an already occupied position
+    no_pixels: int = 0  # image slices of the series without PixelData
+    details: tuple[str, ...] = ()
+
+    @property
+    def slices_missing(self) -> int:
+        return self.missing + self.no_pixels
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.repeated or self.no_pixels)
+
+    def describe(self) -> str:
+        return "; ".join(self.details)
+
+
+def series_problems(
+    positions: list[float], no_pixels: list[pydicom.Dataset], max_gap: float = 1.5
+) -> SeriesProblems:
+    """Gaps (more than ``max_gap`` x the median spacing) and repeated values among the slice
+    ``positions`` along the normal (mm; empty when the series has none), and the slices without pixel
+    data, each described in ``details`` (with the files or positions concerned)."""
+    details: list[str] = []
+    missing = repeated = 0
+    ordered = np.sort(np.round(np.asarray(positions, dtype=np.float64), 3))
+    steps = np.diff(ordered)
+    repeated = int((steps == 0).sum())
+    if repeated:
+        at = sorted({float(ordered[i]) for i in np.flatnonzero(steps == 0)})
+        details.append(f"{repeated} slice(s) at a repeated position (at {at[:3]} mm)")
+    spacing = steps[steps > 0]
+    if spacing.size >= 1:
+        median = float(np.median(spacing))
+        for i in np.flatnonzero(steps > max_gap * median):
+            n = max(1, round(float(steps[i]) / median) - 1)
+            missing += n
+            details.append(
+                f"{n} slice(s) missing between {ordered[i]:g} and {ordered[i + 1]:g} mm (gap "
+                f"{steps[i]:g} mm, median spacing {median:g} mm)"
+            )
+    if no_pixels:
+        names = [Path(str(ds.filename)).name for ds in no_pixels[:3]]
+        details.append(f"{len(no_pixels)} slice(s) without pixel data ({', '.join(names)})")
+    return SeriesProblems(missing, repeated, len(no_pixels), tuple(details))
+
+
+def _gap_keys(
+    keys: list[float], no_pixels: list[pydicom.Dataset], normal: np.ndarray, by_position: bool
+) -> list[float]:
+    """Slice positions for the gap check: the image slices' and those of slices without pixel data
+    (counted once, as such, not again as a gap); none when the series has no positions."""
+    if not by_position:
+        return []
+    extra = []
+    for ds in no_pixels:
+        try:
+            extra.append(float(np.dot([float(v) for v in ds.ImagePositionPatient], normal)))
+        except (AttributeError, TypeError, ValueError):
+            continue
+    return keys + extra
+
+
+def check_series(
+    folder: Path, problems: SeriesProblems, allow_missing_slices: bool, notes: list[str]
+) -> None:
+    """Raise :class:`VolumeError` naming the folder and the problems of an incomplete series, or, with
+    ``allow_missing_slices``, note them (the report then says ``n slice(s) missing``)."""
+    if not problems:
+        return
+    if not allow_missing_slices:
+        raise VolumeError(
+            f"{folder}: incomplete DICOM series: {problems.describe()} (allow_missing_slices encodes it "
+            "anyway and notes it in the extraction report)"
+        )
+    lead = f"{problems.slices_missing} slice(s) missing" if problems.slices_missing else "irregular series"
+    notes.append(f"{lead}: {problems.describe()}")
+
+
+def read_dicom_series(folder: str | Path, modality: str = "ct", allow_missing_slices: bool = False) -> Volume:
+    """One series folder → :class:`Volume` (HU for CT, SUV for PET); an incomplete series is an error
+    unless ``allow_missing_slices`` (:func:`check_series`)."""
     folder = Path(folder)
-    datasets, notes = _read_dicom_files(folder)
+    datasets, notes, no_pixels = _read_dicom_files(folder)
     first = datasets[0]
     if int(first.get("NumberOfFrames", 1) or 1) > 1:
         raise VolumeError(f"{folder}: multi-frame DICOM is not supported (export one file per slice)")
@@ -225,6 +324,8 @@ def read_dicom_series(folder: str | Path, modality: str = "ct") -> Volume:
         keys = [float(ds.InstanceNumber) for ds in datasets]
         by_position = False
         notes.append("no ImagePositionPatient: ordered by InstanceNumber, axial orientation assumed")
+    check_series(folder, series_problems(_gap_keys(keys, no_pixels, normal, by_position), no_pixels),
+                 allow_missing_slices, notes)  # fmt: skip
     order = sorted(range(len(datasets)), key=lambda i: (keys[i], int(datasets[i].get("InstanceNumber", 0))))
     kept, seen = [], set()
     for i in order:
@@ -233,8 +334,6 @@ def read_dicom_series(folder: str | Path, modality: str = "ct") -> Volume:
             continue
         seen.add(key)
         kept.append(i)
-    if len(kept) < len(order):
-        notes.append(f"{len(order) - len(kept)} slice(s) at a repeated position dropped")
     slices = []
     for i in kept:
         ds = datasets[i]

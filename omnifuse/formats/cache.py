@@ -6,11 +6,22 @@ Layout of ``results/{dataset}/features/{task}/{modality}.h5``:
 * ``present`` (N,) bool, whether the sample has this modality (rows of absent samples are zeros);
 * ``data``    (N, L, D) float16 or float32: L = 1 for a pooled vector, tokens, time steps or slices;
 * ``mask``    (N, L) bool, valid tokens / steps / slices (all False for absent samples);
+* ``status``  (N,) uint8, the extraction report of each row: 0 missing, 1 ok, 2 failed (:data:`STATUS`);
 * attributes: ``modality``, ``encoder``, ``weights`` (name or sha256 of a local file),
-  ``preprocessing`` (JSON), ``omnifuse_version``, ``created`` (UTC ISO time), plus any extra keys.
+  ``preprocessing`` (JSON), ``omnifuse_version``, ``created`` (UTC ISO time); the cohort it was built
+  for (``cohort``, ``cohort_sha256``, ``dataset``, ``task``, ``window``:
+  :class:`omnifuse.formats.cohort.CohortRef`); where it was computed (``device``, ``precision``,
+  ``host_cpu``, ``host_gpu``, library versions); plus any extra keys.
+
+Provenance is checked on every read for a cohort (:func:`load_for_cohort`, :func:`cohort_availability`
+with ``cohort=``): the cohort attributes must match the cohort's, and the availability must equal the
+cohort's ``has_<modality>`` except where the cache's own status says missing or failed. A cache without
+the cohort attributes (older omnifuse) is an error that says to rebuild it.
 
 Files are written to a temporary name and renamed into place when complete. Long extractions use
-:class:`ShardedCacheWriter`, which keeps completed shards so that a killed job resumes where it stopped.
+:class:`ShardedCacheWriter`, which keeps completed shards so that a killed job resumes where it stopped;
+each shard records a digest of its inputs (paths, sizes, modification times), so a changed input makes
+its shard run again.
 Readers load the whole cache into memory (sorted contiguous reads, no per-sample HDF5 access).
 """
 
@@ -30,9 +41,12 @@ import numpy as np
 
 import omnifuse
 from omnifuse.formats.atomic import atomic_path, write_text_atomic
+from omnifuse.formats.cohort import CohortRef
 
 STR = h5py.string_dtype("utf-8")
 REQUIRED_ATTRS = ("modality", "encoder", "weights", "preprocessing")
+STATUS = {"missing": 0, "ok": 1, "failed": 2}  # codes of the ``status`` dataset
+STATUS_NAMES = {code: name for name, code in STATUS.items()}
 
 
 class CacheError(ValueError):
@@ -49,6 +63,7 @@ class FeatureCache:
     data: np.ndarray  # (N, L, D)
     mask: np.ndarray  # (N, L) bool
     attrs: dict[str, Any] = field(default_factory=dict)
+    status: np.ndarray | None = None  # (N,) uint8 codes of STATUS; None: not recorded
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -131,6 +146,22 @@ def _attrs(attrs: Mapping[str, Any], modality: str) -> dict[str, Any]:
     return out
 
 
+def _status_codes(path: Path, status: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Checked status codes: a present row must be ``ok``; an absent row marked ``ok`` (e.g. a row
+    emptied after encoding) becomes ``missing``."""
+    codes = np.asarray(status, dtype=np.uint8)
+    if codes.shape != present.shape or not np.isin(codes, list(STATUS_NAMES)).all():
+        raise CacheError(f"{path}: status must be ({len(present)},) codes {STATUS}")
+    if (present & (codes != STATUS["ok"])).any():
+        raise CacheError(f"{path}: a present row must have status 'ok'")
+    return np.where(~present & (codes == STATUS["ok"]), STATUS["missing"], codes).astype(np.uint8)
+
+
+def status_from_present(present: np.ndarray) -> np.ndarray:
+    """Status codes of a cache without failures: ``ok`` where present, else ``missing``."""
+    return np.where(np.asarray(present, dtype=bool), STATUS["ok"], STATUS["missing"]).astype(np.uint8)
+
+
 def write_cache(path: str | Path, cache: FeatureCache) -> None:
     """Write ``cache`` to ``path`` atomically (validated: unique ids, shapes, finite values)."""
     path = Path(path)
@@ -142,6 +173,8 @@ def write_cache(path: str | Path, cache: FeatureCache) -> None:
         f.create_dataset("present", data=cache.present.astype(bool))
         f.create_dataset("data", data=cache.data)
         f.create_dataset("mask", data=cache.mask.astype(bool))
+        if cache.status is not None:
+            f.create_dataset("status", data=_status_codes(path, cache.status, cache.present))
         for key, value in attrs.items():
             if key != "path":
                 f.attrs[key] = value
@@ -163,20 +196,24 @@ def read_cache(path: str | Path, modality: str | None = None) -> FeatureCache:
             present = f["present"][()].astype(bool)
             data = f["data"][()]
             mask = f["mask"][()].astype(bool)
+            status = f["status"][()].astype(np.uint8) if "status" in f else None
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-    except OSError as exc:
-        raise CacheError(f"{path}: not a readable HDF5 cache ({exc})") from exc
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise CacheError(f"{path}: not a readable HDF5 cache ({' '.join(str(exc).split())})") from exc
     _check_arrays(path, ids, present, data, mask)
     found = attrs.get("modality")
     if modality is not None and found != modality:
         raise CacheError(f"{path}: expected modality {modality!r}, the file says {found!r}")
+    if status is not None and status.shape != present.shape:
+        raise CacheError(f"{path}: status has shape {status.shape}, expected {present.shape}")
     attrs["path"] = str(path)
-    return FeatureCache(str(found), ids, present, data, mask, attrs)
+    return FeatureCache(str(found), ids, present, data, mask, attrs, status)
 
 
-def read_presence(path: str | Path, modality: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, present) of a cache without loading its data."""
-    path = Path(path)
+def _read_light(
+    path: Path, modality: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """(ids, present, status, attrs) of a cache without loading its data."""
     if not path.is_file():
         raise FileNotFoundError(f"feature cache not found: {path}")
     try:
@@ -185,13 +222,69 @@ def read_presence(path: str | Path, modality: str | None = None) -> tuple[np.nda
                 [s.decode() if isinstance(s, bytes) else str(s) for s in f["ids"][()]], dtype=object
             )
             present = f["present"][()].astype(bool)
-            found = f.attrs.get("modality")
-    except (OSError, KeyError) as exc:
-        raise CacheError(f"{path}: not a readable feature cache ({exc})") from exc
-    found = found.decode() if isinstance(found, bytes) else found
+            status = f["status"][()].astype(np.uint8) if "status" in f else None
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise CacheError(f"{path}: not a readable feature cache ({' '.join(str(exc).split())})") from exc
+    found = attrs.get("modality")
     if modality is not None and found != modality:
         raise CacheError(f"{path}: expected modality {modality!r}, the file says {found!r}")
+    if present.shape != ids.shape or (status is not None and status.shape != ids.shape):
+        raise CacheError(f"{path}: ids, present and status have different lengths")
+    attrs["path"] = str(path)
+    return ids, present, status, attrs
+
+
+def read_presence(path: str | Path, modality: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, present) of a cache without loading its data."""
+    ids, present, _, _ = _read_light(Path(path), modality)
     return ids, present
+
+
+def check_provenance(path: str | Path, attrs: Mapping[str, Any], cohort: CohortRef) -> None:
+    """:class:`CacheError` naming the cache, the attribute and both values unless the cache was built
+    for ``cohort`` (same dataset, task, window and cohort sha256)."""
+    if "cohort_sha256" not in attrs:
+        raise CacheError(
+            f"{path}: the cache records no cohort provenance (attribute cohort_sha256; built by an older "
+            f"omnifuse or by other means); rebuild it for the cohort {cohort.path}"
+        )
+    found = cohort.mismatch(dict(attrs))
+    if found is not None:
+        key, recorded, mine = found
+        raise CacheError(
+            f"{path}: built for {key} {recorded!r} (cohort {attrs.get('cohort', '?')}), but the cohort "
+            f"{cohort.path} has {key} {mine!r}; the cache belongs to another cohort, task or window: "
+            "rebuild it for this cohort"
+        )
+
+
+def check_availability(
+    path: Path,
+    modality: str,
+    ids: Sequence[str],
+    has: np.ndarray,
+    rows: np.ndarray,
+    present: np.ndarray,
+    status: np.ndarray | None,
+) -> None:
+    """The cache's availability must equal the cohort's ``has_<modality>``, except for samples the
+    cache's own status marks missing (nothing to encode) or failed (unreadable input)."""
+    if status is None:
+        raise CacheError(
+            f"{path}: the cache records no per-sample status (built by an older omnifuse); rebuild it"
+        )
+    found = rows >= 0
+    row_status = np.where(found, status[np.maximum(rows, 0)], STATUS["missing"])
+    row_present = found & present[np.maximum(rows, 0)]
+    unexplained = np.flatnonzero(has & found & ~row_present & (row_status == STATUS["ok"]))
+    inconsistent = np.flatnonzero(row_present & (row_status != STATUS["ok"]))
+    for bad, what in ((unexplained, "status ok but not present"), (inconsistent, "present but not ok")):
+        if bad.size:
+            raise CacheError(
+                f"{path}: {bad.size} sample(s) have has_{modality} true in the cohort and {what} in the "
+                f"cache, e.g. {[str(ids[i]) for i in bad[:3]]}; the cache is damaged: rebuild it"
+            )
 
 
 def _cohort_rows(
@@ -226,17 +319,42 @@ def _cohort_rows(
     return rows, available
 
 
+def _verified_rows(
+    path: Path,
+    modality: str,
+    cache_ids: np.ndarray,
+    cache_present: np.ndarray,
+    status: np.ndarray | None,
+    attrs: Mapping[str, Any],
+    sample_ids: Sequence[str],
+    has: np.ndarray | None,
+    strict: bool,
+    cohort: CohortRef | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_cohort_rows` after the provenance check (when ``cohort`` is given), then the
+    availability check."""
+    if cohort is not None:
+        check_provenance(path, attrs, cohort)
+    rows, available = _cohort_rows(path, modality, cache_ids, cache_present, sample_ids, has, strict)
+    if cohort is not None and has is not None:
+        ids = [str(s) for s in sample_ids]
+        check_availability(path, modality, ids, np.asarray(has, bool), rows, cache_present, status)
+    return rows, available
+
+
 def cohort_availability(
     path: str | Path,
     modality: str,
     sample_ids: Sequence[str],
     has: np.ndarray | None = None,
     strict: bool = True,
+    cohort: CohortRef | None = None,
 ) -> np.ndarray:
-    """Availability of ``modality`` for each of ``sample_ids`` (rules of :func:`load_for_cohort`),
-    without loading the features."""
-    cache_ids, cache_present = read_presence(path, modality)
-    return _cohort_rows(Path(path), modality, cache_ids, cache_present, sample_ids, has, strict)[1]
+    """Availability of ``modality`` for each of ``sample_ids`` (rules and checks of
+    :func:`load_for_cohort`), without loading the features."""
+    path = Path(path)
+    ids, present, status, attrs = _read_light(path, modality)
+    return _verified_rows(path, modality, ids, present, status, attrs, sample_ids, has, strict, cohort)[1]
 
 
 def load_for_cohort(
@@ -245,6 +363,7 @@ def load_for_cohort(
     sample_ids: Sequence[str],
     has: np.ndarray | None = None,
     strict: bool = True,
+    cohort: CohortRef | None = None,
 ) -> FeatureCache:
     """The one way a later stage reads a cache for a cohort: the rows of ``sample_ids``, in that order.
 
@@ -255,10 +374,17 @@ def load_for_cohort(
     and its own caches) also requires that every sample the cohort says has the modality has a row, and
     that no sample the cohort says lacks it is present in the cache: either means the cache was built
     for another cohort (:class:`CacheError` naming the file and the first samples).
+
+    ``cohort`` (the :class:`omnifuse.formats.cohort.CohortRef` of the cohort ``sample_ids`` and ``has``
+    come from; every pipeline stage passes it) also checks the cache's provenance: built for this
+    cohort (dataset, task, window, cohort sha256; :func:`check_provenance`), and its availability
+    equal to ``has`` except where its status says missing or failed (:func:`check_availability`).
     """
     path = Path(path)
     cache = read_cache(path, modality=modality)
-    rows, available = _cohort_rows(path, modality, cache.ids, cache.present, sample_ids, has, strict)
+    rows, available = _verified_rows(
+        path, modality, cache.ids, cache.present, cache.status, cache.attrs, sample_ids, has, strict, cohort
+    )
     safe = np.maximum(rows, 0)
     data = cache.data[safe]
     data[~available] = 0
@@ -269,6 +395,7 @@ def load_for_cohort(
         data=data,
         mask=cache.mask[safe] & (rows >= 0)[:, None],
         attrs=dict(cache.attrs),
+        status=None if cache.status is None else np.where(rows >= 0, cache.status[safe], STATUS["missing"]),
     )
 
 
@@ -284,7 +411,10 @@ class ShardedCacheWriter:
     under ``{path}.shards/``, and :meth:`finalize` merges them into the cache and removes the shards.
 
     A restarted job with the same ids and spec skips completed shards; a different spec (other
-    encoder, weights or preprocessing) discards them. Usage::
+    encoder, weights or preprocessing) discards them. ``input_keys`` (one string per sample: its input
+    path, availability, size and modification time) are digested per shard and stored with it, so a
+    shard whose inputs changed since it was written is pending again (the other shards are kept); the
+    attribute ``inputs_sha256`` (over every input) is left out of the spec for that reason. Usage::
 
         writer = ShardedCacheWriter(path, "cxr", ids, seq_len=1, dim=512, attrs=attrs)
         for shard in writer.pending():
@@ -310,6 +440,7 @@ class ShardedCacheWriter:
         attrs: Mapping[str, Any],
         dtype: str = "float16",
         shard_size: int = 1024,
+        input_keys: Sequence[str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.modality = modality
@@ -318,8 +449,11 @@ class ShardedCacheWriter:
         self.dtype = np.dtype(dtype)
         self.attrs = _attrs(attrs, modality)
         self.shard_size = int(shard_size)
+        if input_keys is not None and len(input_keys) != len(self.ids):
+            raise CacheError(f"{self.path}: {len(input_keys)} input keys for {len(self.ids)} samples")
+        self.input_keys = [str(k) for k in input_keys] if input_keys is not None else [""] * len(self.ids)
         self.dir = self.path.with_name(self.path.name + ".shards")
-        spec = {k: v for k, v in self.attrs.items() if k != "created"}
+        spec = {k: v for k, v in self.attrs.items() if k not in ("created", "inputs_sha256")}
         spec.update(seq_len=self.seq_len, dim=self.dim, dtype=str(self.dtype), shard_size=self.shard_size)
         self.fingerprint = _fingerprint(self.ids, spec)
         marker = self.dir / "fingerprint"
@@ -336,11 +470,37 @@ class ShardedCacheWriter:
             stop = min(start + self.shard_size, len(self.ids))
             yield self.Shard(index, start, stop, tuple(self.ids[start:stop]))
 
-    def pending(self) -> list[ShardedCacheWriter.Shard]:
-        """Shards not completed yet (all of them on a fresh start)."""
-        return [s for s in self.shards() if not self._shard_path(s.index).is_file()]
+    def shard_inputs(self, shard: Shard) -> str:
+        """Digest of the input keys of a shard's samples."""
+        return _fingerprint(self.input_keys[shard.start : shard.stop], {"shard": shard.index})
 
-    def write(self, shard: Shard, data: np.ndarray, mask: np.ndarray, present: np.ndarray) -> None:
+    def _done(self, shard: Shard) -> bool:
+        """Written, and from the inputs as they are now (a shard without the record counts as stale)."""
+        path = self._shard_path(shard.index)
+        if not path.is_file():
+            return False
+        try:
+            with h5py.File(path, "r") as f:
+                recorded = f.attrs.get("inputs_sha256")
+        except OSError:
+            return False  # unreadable (e.g. a damaged disk): written again
+        recorded = recorded.decode() if isinstance(recorded, bytes) else recorded
+        return recorded == self.shard_inputs(shard)
+
+    def pending(self) -> list[ShardedCacheWriter.Shard]:
+        """Shards not completed yet, or whose inputs changed since (all of them on a fresh start)."""
+        return [s for s in self.shards() if not self._done(s)]
+
+    def write(
+        self,
+        shard: Shard,
+        data: np.ndarray,
+        mask: np.ndarray,
+        present: np.ndarray,
+        status: np.ndarray | None = None,
+    ) -> None:
+        """Save one shard (``status``: the extraction report codes, default ok / missing by
+        ``present``)."""
         n = shard.stop - shard.start
         expected = (n, self.seq_len, self.dim)
         if data.shape != expected or mask.shape != expected[:2] or present.shape != (n,):
@@ -349,17 +509,23 @@ class ShardedCacheWriter:
             )
         data = np.where(present[:, None, None], data, 0).astype(self.dtype)
         _check_arrays(self.path, np.asarray(shard.ids, dtype=object), present, data, mask)
+        codes = _status_codes(
+            self.path, status if status is not None else status_from_present(present), present
+        )
         with atomic_path(self._shard_path(shard.index)) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset("data", data=data)
             f.create_dataset("mask", data=mask & present[:, None])
             f.create_dataset("present", data=present)
+            f.create_dataset("status", data=codes)
+            f.attrs["inputs_sha256"] = self.shard_inputs(shard)
 
     def finalize(self) -> None:
         """Merge every shard into the cache file (atomically) and remove the shard folder."""
         pending = self.pending()
         if pending:
             raise CacheError(
-                f"{self.path}: {len(pending)} shards are not written yet (first: {pending[0].index})"
+                f"{self.path}: {len(pending)} shards are not written yet, or their inputs changed since "
+                f"(first: {pending[0].index})"
             )
         n = len(self.ids)
         with atomic_path(self.path) as tmp, h5py.File(tmp, "w") as out:
@@ -367,11 +533,13 @@ class ShardedCacheWriter:
             present = out.create_dataset("present", shape=(n,), dtype=bool)
             data = out.create_dataset("data", shape=(n, self.seq_len, self.dim), dtype=self.dtype)
             mask = out.create_dataset("mask", shape=(n, self.seq_len), dtype=bool)
+            status = out.create_dataset("status", shape=(n,), dtype=np.uint8)
             for shard in self.shards():
                 with h5py.File(self._shard_path(shard.index), "r") as f:
                     data[shard.start : shard.stop] = f["data"][()]
                     mask[shard.start : shard.stop] = f["mask"][()]
                     present[shard.start : shard.stop] = f["present"][()]
+                    status[shard.start : shard.stop] = f["status"][()]
             for key, value in self.attrs.items():
                 out.attrs[key] = value
         shutil.rmtree(self.dir)

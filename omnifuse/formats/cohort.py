@@ -12,10 +12,17 @@
 The task description travels inside the parquet file as key-value metadata (``omnifuse.cohort``), so a
 cohort file is self-describing: :func:`read_cohort` returns it as :class:`CohortMeta`. Both writing and
 reading validate the invariants and name the offending sample, patient or column.
+
+The cohort's digest (:func:`cohort_digest`: sha256 of the task description and of every column a later
+stage depends on: ids, folds, labels, ``has_<modality>``, input paths, stay windows) is stored in the
+metadata too (``omnifuse.cohort.sha256``) and checked on reading. Every feature cache records
+the digest of the cohort it was built for (:class:`CohortRef`), and every stage that reads a cache for
+a cohort compares the two (:func:`omnifuse.formats.cache.load_for_cohort`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +32,11 @@ import polars as pl
 
 from omnifuse.formats.atomic import atomic_path
 
+SYNTH_MARKER = "synth_info.json"  # written at the root of every `omnifuse synth` output
 METADATA_KEY = "omnifuse.cohort"
+DIGEST_KEY = "omnifuse.cohort.sha256"
+# columns besides ids, folds, labels and availability whose change changes what a cache must hold
+DIGEST_EXTRA_COLUMNS = ("intime", "window_end")
 TASK_KINDS = ("binary", "multilabel", "multiclass")
 MODALITIES = ("ehr", "cxr", "rep", "ct", "pet")
 
@@ -128,25 +139,133 @@ def validate_cohort(frame: pl.DataFrame, meta: CohortMeta, where: str = "cohort"
             raise CohortError(f"{where}: has_{m} must be a boolean column without missing values")
 
 
+def synthetic_root(path: str | Path) -> Path | None:
+    """The folder at or above ``path`` that holds an ``omnifuse synth`` output (its
+    :data:`SYNTH_MARKER`), or None: real data."""
+    p = Path(path).absolute()
+    for folder in (p, *p.parents):
+        if (folder / SYNTH_MARKER).is_file():
+            return folder
+    return None
+
+
+def window_of(meta: CohortMeta) -> str:
+    """The cohort's observation window as its metadata states it ("" for manifest cohorts)."""
+    return str(meta.extra.get("window", ""))
+
+
+def cohort_digest(frame: pl.DataFrame, meta: CohortMeta) -> str:
+    """sha256 of what a feature cache and a run depend on: the task (dataset, task, kind, labels,
+    modalities, folds, window) and, row by row in table order, ``sample_id``, ``patient_id``, ``fold``,
+    the labels, ``has_<m>`` and ``<m>_path`` of every modality, and the stay window columns."""
+    columns = ["sample_id", "patient_id", "fold", *meta.label_columns]
+    for m in meta.modalities:
+        columns += [c for c in (f"has_{m}", f"{m}_path") if c in frame.columns]
+    columns += [c for c in DIGEST_EXTRA_COLUMNS if c in frame.columns]
+    head = {
+        "dataset": meta.dataset,
+        "task": meta.task,
+        "kind": meta.kind,
+        "label_columns": list(meta.label_columns),
+        "modalities": list(meta.modalities),
+        "n_folds": meta.n_folds,
+        "window": window_of(meta),
+        "columns": columns,
+    }
+    digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
+    table = frame.select(
+        (pl.col(c).dt.epoch("us") if frame[c].dtype.is_temporal() else pl.col(c)).cast(pl.String).alias(c)
+        for c in columns
+    )  # times as integers: the digest must not depend on how a polars version prints them
+    digest.update(table.write_csv(include_header=False, null_value="\\N").encode("utf-8"))
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CohortRef:
+    """The identity of a cohort table that a feature cache records (its attributes) and that every
+    stage reading a cache for a cohort checks: :meth:`mismatch` names the attribute and both values."""
+
+    path: str
+    sha256: str
+    dataset: str
+    task: str
+    window: str
+
+    KEYS = ("dataset", "task", "window", "cohort_sha256")
+
+    @classmethod
+    def of(cls, path: str | Path, frame: pl.DataFrame, meta: CohortMeta) -> CohortRef:
+        return cls(str(path), cohort_digest(frame, meta), meta.dataset, meta.task, window_of(meta))
+
+    def cache_attrs(self) -> dict[str, str]:
+        """Attributes a cache built for this cohort carries."""
+        return {
+            "cohort": self.path,
+            "cohort_sha256": self.sha256,
+            "dataset": self.dataset,
+            "task": self.task,
+            "window": self.window,
+        }
+
+    def mismatch(self, attrs: dict[str, object]) -> tuple[str, str, str] | None:
+        """(attribute, recorded value, this cohort's value) of the first attribute of ``attrs`` that
+        differs from this cohort; None when they all match."""
+        mine = self.cache_attrs()
+        for key in self.KEYS:
+            found = attrs.get(key)
+            found = found.decode() if isinstance(found, bytes) else found
+            if str(found) != mine[key]:
+                return key, str(found), mine[key]
+        return None
+
+
 def write_cohort(path: str | Path, frame: pl.DataFrame, meta: CohortMeta) -> None:
-    """Validate and write the cohort table (with its metadata) atomically."""
+    """Validate and write the cohort table (with its metadata and digest) atomically."""
     path = Path(path)
     validate_cohort(frame, meta, where=str(path))
+    metadata = {METADATA_KEY: meta.to_json(), DIGEST_KEY: cohort_digest(frame, meta)}
     with atomic_path(path) as tmp:
-        frame.write_parquet(tmp, metadata={METADATA_KEY: meta.to_json()})
+        frame.write_parquet(tmp, metadata=metadata)
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    try:
+        return pl.read_parquet_metadata(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise CohortError(
+            f"{path}: not a readable parquet cohort table ({' '.join(str(exc).split())})"
+        ) from exc
 
 
 def read_cohort(path: str | Path) -> tuple[pl.DataFrame, CohortMeta]:
-    """Read and validate a cohort table; return it with its task description."""
+    """Read and validate a cohort table; return it with its task description. A recorded digest that
+    does not match the table (edited by other means than :func:`write_cohort`) is an error."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"cohort table not found: {path}")
-    text = pl.read_parquet_metadata(path).get(METADATA_KEY)
+    metadata = _metadata(path)
+    text = metadata.get(METADATA_KEY)
     if text is None:
         raise CohortError(
             f"{path}: no '{METADATA_KEY}' metadata; was it written by omnifuse.formats.cohort.write_cohort?"
         )
     meta = CohortMeta.from_json(text)
-    frame = pl.read_parquet(path)
+    try:
+        frame = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise CohortError(f"{path}: unreadable cohort table ({' '.join(str(exc).split())})") from exc
     validate_cohort(frame, meta, where=str(path))
+    recorded = metadata.get(DIGEST_KEY)
+    if recorded is not None and recorded != cohort_digest(frame, meta):
+        raise CohortError(
+            f"{path}: the table does not match its recorded sha256 {recorded} (it was changed by other "
+            "means than omnifuse's write_cohort); rebuild it with omnifuse cohort"
+        )
     return frame, meta
+
+
+def cohort_ref(path: str | Path) -> CohortRef:
+    """Read a cohort table and return its :class:`CohortRef`."""
+    frame, meta = read_cohort(path)
+    return CohortRef.of(path, frame, meta)

@@ -18,14 +18,17 @@ joined by ``+`` and ``setting`` is ``complete`` (natural availability only) or `
 * ``history.parquet``: one row per epoch: every loss term (``loss_<term>``), ``val_auroc``,
   ``val_auprc``, ``val_loss``, the method's epoch values (OmniFuse: ``lazy``, the combination chosen by
   TLA, ``tla_D_<combo>``, ``imp_cos`` and ``imp_cos_<m>``), timings;
-* ``checkpoint.pt``: the model and everything that rebuilds it (:mod:`omnifuse.formats.checkpoint`).
+* ``checkpoint.pt``: the model and everything that rebuilds it (:mod:`omnifuse.formats.checkpoint`), and
+  ``checkpoint.pt.sha256`` beside it (also in ``metrics.json`` and ``summary.json``), checked on load.
 
 ``{run_dir}/summary.json``: mean ± std (ddof = 1) of AUROC and AUPRC over the folds present in the run
-directory, per-fold values, and the configuration.
+directory, per-fold values, each fold's checkpoint sha256, and the configuration (with the provenance
+of the cohort and caches the run read: ``config["inputs"]``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -220,14 +223,17 @@ def write_fold(
     history: list[dict[str, Any]],
     checkpoint: bytes,
 ) -> None:
-    """Write one fold's files (``checkpoint``: the bytes of :func:`omnifuse.formats.checkpoint.to_bytes`);
-    ``metrics.json`` last (a fold without it is incomplete)."""
+    """Write one fold's files (``checkpoint``: the bytes of :func:`omnifuse.formats.checkpoint.to_bytes`,
+    with its sha256 beside it and in ``metrics.json``); ``metrics.json`` last (a fold without it is
+    incomplete)."""
     fold_dir.mkdir(parents=True, exist_ok=True)
     (fold_dir / "metrics.json").unlink(missing_ok=True)  # the completion marker goes last
     write_parquet(fold_dir / "predictions.parquet", predictions, pred_metadata)
     write_parquet(fold_dir / "history.parquet", history_frame(history))
+    digest = hashlib.sha256(checkpoint).hexdigest()
     write_bytes_atomic(fold_dir / "checkpoint.pt", checkpoint)
-    write_json(fold_dir / "metrics.json", metrics)
+    write_text_atomic(fold_dir / "checkpoint.pt.sha256", f"{digest}  checkpoint.pt\n")
+    write_json(fold_dir / "metrics.json", {**metrics, "checkpoint_sha256": digest})
 
 
 def summarize_run(run_dir: str | Path, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -248,6 +254,7 @@ def summarize_run(run_dir: str | Path, config: Mapping[str, Any] | None = None) 
         "task": folds[0].get("task"),
         "wall_s": float(sum(f.get("wall_s") or 0.0 for f in folds)),
         "best_epochs": [f.get("best_epoch") for f in folds],
+        "checkpoint_sha256": [f.get("checkpoint_sha256") for f in folds],
     }
     if config is not None:
         summary["config"] = dict(config)

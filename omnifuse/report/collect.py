@@ -151,3 +151,51 @@ def read_histories(run_dir: str | Path) -> pl.DataFrame:
             raise ReportError(f"{path}: no 'epoch' column")
         frames.append(frame.with_columns(pl.lit(fold, dtype=pl.Int64).alias("fold")))
     return pl.concat(frames, how="diagonal_relaxed")
+
+
+def parse_expected_data(items: Sequence[str]) -> dict[str, str]:
+    """``["mimic=synthetic", "lung=real"]`` → ``{"mimic": "synthetic", "lung": "real"}``."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, origin = item.partition("=")
+        if not sep or origin not in ("synthetic", "real"):
+            raise ValueError(f"--expect-data expects DATASET=synthetic|real, got {item!r}")
+        out[name] = origin
+    return out
+
+
+def recorded_origin(run_dir: Path) -> tuple[str, str]:
+    """(dataset, ``synthetic`` | ``real``) of the cohort a run read, from its summary.json (as the
+    cohort builder found it, not as any config says)."""
+    path = run_dir / "summary.json"
+    try:
+        cohort = json.loads(path.read_text(encoding="utf-8"))["config"]["inputs"]["cohort"]
+        synthetic = cohort["synthetic"]
+    except FileNotFoundError as exc:
+        raise ReportError(f"{path}: missing (the run is incomplete)") from exc
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ReportError(
+            f"{path}: records no data origin (config.inputs.cohort.synthetic; written by an older "
+            "omnifuse): retrain the run"
+        ) from exc
+    if synthetic is None:
+        raise ReportError(f"{path}: the run's cohort records no data origin (rebuild the cohort, retrain)")
+    return str(cohort.get("dataset")), "synthetic" if synthetic else "real"
+
+
+def check_data_origin(run_dirs: Iterable[str | Path], expected: dict[str, str]) -> None:
+    """:class:`ReportError` naming the run, the dataset and both values unless every run's recorded data
+    origin is the one its caption states (``expected``: dataset → synthetic | real)."""
+    if not expected:
+        return
+    for raw in run_dirs:
+        run_dir = Path(raw)
+        dataset, origin = recorded_origin(run_dir)
+        want = expected.get(dataset)
+        if want is None:
+            raise ReportError(f"{run_dir}: read dataset {dataset!r}, which the caption does not state")
+        if origin != want:
+            raise ReportError(
+                f"{run_dir}: the caption states {want} data for dataset {dataset!r}, but the run read "
+                f"{origin} data (its cohort's sources); the tables would be mislabelled"
+            )

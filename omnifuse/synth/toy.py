@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from omnifuse.formats.cache import FeatureCache, write_cache
-from omnifuse.formats.cohort import CohortMeta, write_cohort
+from omnifuse.formats.cache import FeatureCache, status_from_present, write_cache
+from omnifuse.formats.cohort import CohortMeta, CohortRef, write_cohort
 
 DEFAULT_SHAPES: dict[str, tuple[int, int]] = {"ehr": (24, 76), "cxr": (1, 512), "rep": (150, 384)}
 
@@ -87,6 +87,26 @@ def make_toy_run(
     none = ~avail.any(1)
     avail[none, rng.integers(0, len(modalities), size=int(none.sum()))] = True
     ids = np.array([f"S{i:06d}" for i in range(n)], dtype=object)
+    frame = pl.DataFrame(
+        {
+            "sample_id": ids.astype(str),
+            "patient_id": patient_ids.astype(str),
+            "fold": folds.astype(np.int64),
+            **{c: y[:, k] for k, c in enumerate(label_cols)},
+            **{f"has_{m}": avail[:, j] for j, m in enumerate(modalities)},
+        }
+    )
+    meta = CohortMeta(
+        dataset="toy",
+        task=spec.kind,
+        kind=spec.kind,
+        label_columns=tuple(label_cols),
+        label_names=tuple(label_names),
+        modalities=modalities,
+        n_folds=spec.n_folds,
+    )
+    cohort = out / "cohort.parquet"
+    ref = CohortRef.of(cohort, frame, meta)  # the caches record the cohort they belong to
     caches: dict[str, Path] = {}
     for j, m in enumerate(modalities):
         length, dim = spec.shapes[m]
@@ -108,28 +128,10 @@ def make_toy_run(
         data = np.where(valid[:, :, None] & avail[:, j, None, None], data, 0).astype(spec.dtype)
         mask = valid & avail[:, j, None]
         prep = {"toy": True, **({"continuous_columns": list(range(dim))} if m == "ehr" else {})}
-        attrs = {"encoder": "toy", "weights": "none", "preprocessing": prep}
-        cache = FeatureCache(m, ids.copy(), avail[:, j].copy(), data, mask, attrs)
+        attrs = {"encoder": "toy", "weights": "none", "preprocessing": prep, **ref.cache_attrs()}
+        present = avail[:, j].copy()
+        cache = FeatureCache(m, ids.copy(), present, data, mask, attrs, status_from_present(present))
         caches[m] = out / f"{m}.h5"
         write_cache(caches[m], cache)
-    frame = pl.DataFrame(
-        {
-            "sample_id": ids.astype(str),
-            "patient_id": patient_ids.astype(str),
-            "fold": folds.astype(np.int64),
-            **{c: y[:, k] for k, c in enumerate(label_cols)},
-            **{f"has_{m}": avail[:, j] for j, m in enumerate(modalities)},
-        }
-    )
-    meta = CohortMeta(
-        dataset="toy",
-        task=spec.kind,
-        kind=spec.kind,
-        label_columns=tuple(label_cols),
-        label_names=tuple(label_names),
-        modalities=modalities,
-        n_folds=spec.n_folds,
-    )
-    cohort = out / "cohort.parquet"
     write_cohort(cohort, frame, meta)
     return cohort, caches

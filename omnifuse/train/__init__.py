@@ -34,6 +34,7 @@ from omnifuse.formats.run import (
     summarize_run,
     write_fold,
 )
+from omnifuse.hostinfo import host_info
 from omnifuse.methods.base import MethodConfig, config_from_dict
 from omnifuse.methods.registry import method_class
 from omnifuse.train.config import TrainConfig, load_config_file, split_overrides
@@ -169,6 +170,8 @@ def train(
         "combo": combo_name(data.inputs),
         "train": tcfg.to_dict(),
         "method_config": mcfg.to_dict(),
+        "inputs": data.info.get("provenance", {}),  # the cohort and caches read (docs/design.md)
+        "host": host_info(),  # the machine that trained
     }
     t0 = time.perf_counter()
     results: list[FoldResult] = []

@@ -30,7 +30,7 @@ import polars as pl
 import torch
 
 from omnifuse.formats.cache import FeatureCache, cohort_availability, load_for_cohort
-from omnifuse.formats.cohort import CohortMeta, read_cohort
+from omnifuse.formats.cohort import CohortMeta, CohortRef, read_cohort
 from omnifuse.formats.run import combo_name
 from omnifuse.methods.base import Batch
 from omnifuse.train.missingness import simulate_missing
@@ -136,6 +136,32 @@ class RunData:
         )
 
 
+PROVENANCE_ATTRS = (
+    "encoder", "weights", "preprocessing", "device", "precision", "host_cpu", "host_gpu", "cpu_capability",
+    "torch_threads", "torch_version", "inputs_sha256", "omnifuse_version",
+)  # fmt: skip
+
+
+def input_provenance(
+    ref: CohortRef,
+    caches: Mapping[str, str | Path],
+    attrs: Mapping[str, Mapping[str, Any]],
+    meta: CohortMeta,
+) -> dict[str, Any]:
+    """What a run read (for its summary): the cohort's identity and data origin (``synthetic``, as the
+    cohort builder found it) and, per loaded cache, its path and the attributes that change the numbers
+    (encoder, weights, preprocessing, device, precision, machine)."""
+    return {
+        "cohort": {"path": ref.path, "sha256": ref.sha256, "dataset": ref.dataset, "task": ref.task,
+                   "window": ref.window, "synthetic": meta.extra.get("synthetic"),
+                   "sources": meta.extra.get("sources")},
+        "caches": {
+            m: {"path": str(caches[m]), **{k: str(a[k]) for k in PROVENANCE_ATTRS if k in a}}
+            for m, a in attrs.items()
+        },
+    }  # fmt: skip
+
+
 def load_run_data(
     cohort: str | Path,
     caches: Mapping[str, str | Path],
@@ -149,6 +175,7 @@ def load_run_data(
 ) -> RunData:
     """Join the cohort with its caches and apply the run's semantics (module docstring)."""
     frame, meta = read_cohort(cohort)
+    ref = CohortRef.of(cohort, frame, meta)  # every cache must have been built for this cohort
     unknown = sorted(set(caches) - set(meta.modalities))
     if unknown:
         raise ValueError(
@@ -168,14 +195,14 @@ def load_run_data(
     for m in universe:
         has = frame[f"has_{m}"].to_numpy().astype(bool)
         if m in modalities:
-            loaded[m] = load_for_cohort(caches[m], m, ids, has)
+            loaded[m] = load_for_cohort(caches[m], m, ids, has, cohort=ref)
             avail[m] = loaded[m].present
             log.info(
                 "read %s cache %s: %d rows, (L, D) = (%d, %d)",
                 m, caches[m], len(loaded[m]), loaded[m].seq_len, loaded[m].dim,
             )  # fmt: skip
         else:
-            avail[m] = cohort_availability(caches[m], m, ids, has)
+            avail[m] = cohort_availability(caches[m], m, ids, has, cohort=ref)
             log.info("read %s availability from %s (imputation target not used by this run)", m, caches[m])
 
     keep = np.ones(n, dtype=bool)
@@ -223,6 +250,7 @@ def load_run_data(
         "n_kept": len(rows),
         "dropped_per_modality": {m: int(dropped[:, j].sum()) for j, m in enumerate(modalities)},
         "observed_per_modality": {m: int(observed[:, j].sum()) for j, m in enumerate(modalities)},
+        "provenance": input_provenance(ref, caches, attrs, meta),
     }
     return RunData(
         meta=meta,

@@ -27,7 +27,7 @@ import torch
 
 from omnifuse.formats.cache import load_for_cohort, read_presence
 from omnifuse.formats.checkpoint import load_checkpoint, model_from_checkpoint
-from omnifuse.formats.cohort import CohortMeta, read_cohort
+from omnifuse.formats.cohort import CohortMeta, CohortRef, read_cohort
 from omnifuse.formats.run import predictions_metadata, predictions_table, write_parquet
 from omnifuse.methods.base import ModelSpec
 from omnifuse.train.data import RunData, label_tensor
@@ -53,8 +53,10 @@ def prediction_data(
         if m not in caches:
             log.warning("no cache for input modality %s: it is missing for every sample", m)
     has_labels = cohort is not None
+    ref = None
     if cohort is not None:
         frame, cmeta = read_cohort(cohort)
+        ref = CohortRef.of(cohort, frame, cmeta)  # the caches must have been built for this cohort
         if cmeta.kind != meta.kind or cmeta.n_outputs != meta.n_outputs:
             raise ValueError(
                 f"{cohort}: a {cmeta.kind} task with {cmeta.n_outputs} outputs, the model predicts "
@@ -87,7 +89,7 @@ def prediction_data(
     for j, m in enumerate(spec.modalities):
         length, dim = spec.shapes[m]
         if m in given:
-            cache = load_for_cohort(caches[m], m, ids, has[m], strict=cohort is not None)
+            cache = load_for_cohort(caches[m], m, ids, has[m], strict=cohort is not None, cohort=ref)
             if (cache.seq_len, cache.dim) != (length, dim):
                 raise ValueError(
                     f"{caches[m]}: cache shape (L, D) = ({cache.seq_len}, {cache.dim}); "

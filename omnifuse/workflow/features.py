@@ -75,13 +75,18 @@ def feature_options(config: dict[str, Any], dataset: str, modality: str) -> dict
             slice_mode=volume["slice_mode"],
             slice_n=volume["slice_n"],
             max_slices=volume["max_slices"],
+            allow_missing_slices=volume["allow_missing_slices"],
         )
     return opts
 
 
 def feature_gpu(config: dict[str, Any]) -> int:
-    """``resources: gpu`` of an extraction job: 1 when the configured device may be a GPU."""
-    return 1 if config["features"]["device"] in ("auto", "cuda") else 0
+    """``resources: gpu`` of an extraction job: 1 only when ``features.device`` is ``cuda``.
+
+    With ``auto`` a job uses a GPU when its node shows one, but asks for none: a cluster or partition
+    without a GPU GRES rejects GPU requests at submission. A profile routes extraction to GPU nodes
+    with ``set-resources`` (``gpu: 1``, ``slurm_partition: ...``)."""
+    return 1 if config["features"]["device"] == "cuda" else 0
 
 
 def feature_targets(config: dict[str, Any]) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from snakemake.exceptions import WorkflowError
 
+from omnifuse.formats.cohort import synthetic_root as marked_synthetic
 from omnifuse.formats.run import COMPLETE, Run, parse_setting
 from omnifuse.workflow.common import enabled_datasets, synthetic_root
 from omnifuse.workflow.plan import plan, variants
@@ -158,22 +159,42 @@ def _weights(config: Mapping[str, Any], ds: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def is_synthetic(config: Mapping[str, Any], name: str) -> bool:
+    """Whether every source of dataset ``name`` is synthetic: made by an enabled ``synth_*`` rule, or an
+    ``omnifuse synth`` output on disk (its marker file). Decided from the files, not from the config's
+    text: the data paths exist (checked at parse time) or are made by the generator."""
+    paths = _dataset_paths(config["datasets"][name])
+    return bool(paths) and all(synthetic_root(dict(config), p) or marked_synthetic(p) for p in paths)
+
+
+def artefact_datasets(config: Mapping[str, Any], artefact: str) -> list[str]:
+    return sorted({r.dataset for r in artefact_runs(config).get(artefact, [])})
+
+
 def provenance(config: Mapping[str, Any], artefact: str) -> str:
     """One caption line per dataset an artefact reads: its data source (synthetic demo or real files)
-    and the weights of its frozen encoders (pretrained or random)."""
-    names = sorted({r.dataset for r in artefact_runs(config).get(artefact, [])})
+    and the weights of its frozen encoders (pretrained or random). The report job checks the origin
+    against the cohorts its runs read (:func:`expected_data`)."""
     lines = []
-    for name in names:
+    for name in artefact_datasets(config, artefact):
         ds = config["datasets"][name]
-        paths = _dataset_paths(ds)
         source = (
             "SYNTHETIC demo data (omnifuse synth; not patients: the numbers test the pipeline, not the "
             "method)"
-            if paths and all(synthetic_root(dict(config), p) for p in paths)
-            else "real data from " + ", ".join(paths)
+            if is_synthetic(config, name)
+            else "real data from " + ", ".join(_dataset_paths(ds))
         )
         lines.append(f"{name}: {source}; encoders: {'; '.join(_weights(config, ds)) or 'none (EHR only)'}.")
     return " ".join(lines)
+
+
+def expected_data(config: Mapping[str, Any], artefact: str) -> str:
+    """``--expect-data <dataset>=synthetic|real`` for each dataset of an artefact: the origin its caption
+    states, which ``omnifuse report`` checks against the origin recorded in every run it reads."""
+    return " ".join(
+        f"--expect-data {name}={'synthetic' if is_synthetic(config, name) else 'real'}"
+        for name in artefact_datasets(config, artefact)
+    )
 
 
 def report_arguments(config: Mapping[str, Any], artefact: str) -> str:

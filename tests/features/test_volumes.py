@@ -150,7 +150,9 @@ def test_extra_files_repeated_positions_and_several_series(tmp_path):
         write_slice(tmp_path / f"b{k}.dcm", stored[k], z=5.0 * k, instance=k + 1, series="1.2")
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "DICOMDIR").write_bytes(b"\0" * 200)
-    vol = read_dicom_series(tmp_path)
+    with pytest.raises(VolumeError, match=r"1 slice\(s\) at a repeated position \(at \[10\.0\] mm\)"):
+        read_dicom_series(tmp_path)  # a repeated position is an incomplete series by default
+    vol = read_dicom_series(tmp_path, allow_missing_slices=True)
     assert vol.data.shape == (5, 6, 4)
     assert any("2 series" in n for n in vol.notes) and any("repeated position" in n for n in vol.notes)
 

@@ -3,6 +3,7 @@ and the ``omnifuse train`` / ``omnifuse predict`` commands."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -89,6 +90,10 @@ def test_predict_refuses_wrong_inputs(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "none.pt")
     torch.save({"x": 1}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=r"bad\.pt: no recorded sha256"):
+        load_checkpoint(tmp_path / "bad.pt")
+    digest = hashlib.sha256((tmp_path / "bad.pt").read_bytes()).hexdigest()
+    (tmp_path / "bad.pt.sha256").write_text(f"{digest}  bad.pt\n")
     with pytest.raises(ValueError, match="not an omnifuse checkpoint"):
         load_checkpoint(tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="no samples"):

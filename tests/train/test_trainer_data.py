@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import torch
 
-from omnifuse.formats.cache import CacheError, FeatureCache, read_cache, write_cache
+from omnifuse.formats.cache import STATUS, CacheError, FeatureCache, read_cache, write_cache
 from omnifuse.synth.toy import ToySpec, make_toy_run
 from omnifuse.train import train
 from omnifuse.train.config import TrainConfig
@@ -100,6 +100,7 @@ def test_availability_is_cohort_flag_and_cache_presence(tmp_path):
     cohort, caches = make_toy_run(tmp_path, ToySpec(n=60, shapes={"cxr": (1, 4), "rep": (3, 2)}, seed=2))
     cache = read_cache(caches["rep"])
     cache.present[:5] = False  # extraction failures: the cache says absent although has_rep is true
+    cache.status[:5] = STATUS["failed"]  # ... and its status says why
     cache.data[:5] = 0
     cache.mask[:5] = False
     write_cache(caches["rep"], cache)

@@ -98,9 +98,10 @@ def test_every_config_key_is_documented():
 
 def test_lint_and_formatting_are_clean():
     """`make lint` in test form: ruff, snakefmt and snakemake --lint (one documented exception)."""
+    sources = ["omnifuse", "tests", "scripts", "workflow/profiles"]  # the profiles' submit/status scripts
     for cmd in (
-        [sys.executable, "-m", "ruff", "check", "omnifuse", "tests", "scripts"],
-        [sys.executable, "-m", "ruff", "format", "--check", "omnifuse", "tests", "scripts"],
+        [sys.executable, "-m", "ruff", "check", *sources],
+        [sys.executable, "-m", "ruff", "format", "--check", *sources],
         [sys.executable, "-m", "snakefmt", "--check", "workflow"],
         [sys.executable, "scripts/lint_workflow.py"],
     ):

@@ -81,9 +81,9 @@ def test_dry_run_plans_every_cache_after_the_demo_data(tmp_path):
     ct = next(c for c in commands if "extract ct" in c)
     assert "--window -1350 150" in ct and "--root resources/synthetic/lung" in ct and "--weights none" in ct
     assert "--window 0 10" in next(c for c in commands if "extract pet" in c)
-    assert "gpu=1" in text  # device auto may use a GPU: the jobs ask for one
-    demo_like(tmp_path, device="cpu")
-    assert "gpu=1" not in run(tmp_path, "-n", *TARGETS).stdout
+    assert "gpu=1" not in text  # device auto: a GPU where the node has one, but no GPU request
+    demo_like(tmp_path, device="cuda")
+    assert "gpu=1" in run(tmp_path, "-n", *TARGETS).stdout  # the user says GPUs exist: the jobs ask
 
 
 RUN_TARGETS = [t for t in TARGETS if not t.endswith("pet.h5")]  # PET runs like CT (tested elsewhere)

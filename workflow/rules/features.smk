@@ -1,9 +1,10 @@
 # Stage 1: frozen encoders -> one HDF5 cache per modality and cohort (docs/design.md, "Stage 1"):
 #   results/{dataset}/features/{task}/{modality}.h5 and {modality}.report.csv next to it, for
 #   modality cxr, rep, ct or pet (the EHR cache is built by rules/cohort.smk).
-# Each job reads the cohort table and the raw files it names. Jobs request `gpu=1` when features.device
-# may use CUDA: a GPU profile (workflow/profiles/slurm) turns that into a GPU request; locally Snakemake
-# limits GPU jobs only if you pass --resources gpu=N.
+# Each job reads the cohort table and the raw files it names. Jobs request `gpu=1` only with
+# features.device: cuda (a cluster profile turns that into a GPU request; locally Snakemake limits GPU
+# jobs only with --resources gpu=N). With `auto` they use a GPU where their node shows one: a profile's
+# set-resources routes them to GPU nodes (README "Running on a cluster").
 
 from omnifuse.features import INPUT_MODULES
 from omnifuse.workflow.features import (

@@ -3,7 +3,8 @@
 #   long-form CSV results/tidy/{name}.csv (one row per run, fold and metric: AUROC and AUPRC).
 # Only the `report` section (styling) and the report code feed these jobs besides the runs: changing the
 # styling reruns the reports and nothing else. Captions (workflow/report/*.rst) state the data source and
-# the encoder weights of the datasets each artefact reads.
+# the encoder weights of the datasets each artefact reads; the report job checks the stated data origin
+# (synthetic or real) against the origin recorded in every run it reads (--expect-data).
 
 REPORT_STYLE = cli_flags(config["report"])
 
@@ -28,9 +29,10 @@ rule table:
         code=CODE["table"],
         args=lambda w: stage2.report_arguments(config, w.name),
         source=lambda w: stage2.provenance(config, w.name),
+        expect=lambda w: stage2.expected_data(config, w.name),
     shell:
         "omnifuse report {wildcards.name} $(printf -- '--run %s ' {input.runs:q}) {params.args}"
-        " --out {output.table} --tidy {output.tidy} {params.style} > {log} 2>&1"
+        " {params.expect} --out {output.table} --tidy {output.tidy} {params.style} > {log} 2>&1"
 
 
 rule figure:
@@ -53,9 +55,10 @@ rule figure:
         style=REPORT_STYLE,
         code=CODE["figure"],
         source=lambda w: stage2.provenance(config, w.name),
+        expect=lambda w: stage2.expected_data(config, w.name),
     shell:
         "omnifuse report {wildcards.name} $(printf -- '--run %s ' {input.runs:q})"
-        " --out {output.png} --tidy {output.tidy} {params.style} > {log} 2>&1"
+        " {params.expect} --out {output.png} --tidy {output.tidy} {params.style} > {log} 2>&1"
 
 
 rule figure_embeddings:
@@ -80,6 +83,7 @@ rule figure_embeddings:
             {k: v for k, v in input.items() if k != "runs"}
         ),
         source=stage2.provenance(config, "fig8"),
+        expect=stage2.expected_data(config, "fig8"),
     shell:
         "omnifuse report fig8 --run {input.runs} --cohort {input.cohort} {params.caches}"
-        " --out {output.png} --tidy {output.tidy} {params.style} > {log} 2>&1"
+        " {params.expect} --out {output.png} --tidy {output.tidy} {params.style} > {log} 2>&1"

@@ -6,6 +6,11 @@ per fold: ``ehr_zscore`` in :mod:`omnifuse.train.normalize`); ``mask`` marks the
 window of each stay is ``[intime, window_end]`` from the cohort (48 h for in-hospital mortality, the whole
 stay for phenotyping), capped at ``max_hours``. Stays without EHR are all-zero rows with an empty mask.
 
+Provenance: the cache records the cohort it was built for (:class:`omnifuse.formats.cohort.CohortRef`:
+dataset, task, window, cohort sha256), the events file (path, size, modification time: re-extracted
+events discard the shards of an interrupted build) and the machine (``host_cpu``). An events file that
+cannot be read (truncated, not parquet) is an error naming it.
+
 Writing: caches up to ``IN_MEMORY_BYTES`` are assembled in memory and written once with
 :func:`omnifuse.formats.cache.write_cache` (discretizing takes seconds per 10,000 stays, so there is
 little to resume); larger ones go shard by shard through the resumable
@@ -28,8 +33,10 @@ from omnifuse.cohorts.ehr.channels import channel_spec
 from omnifuse.cohorts.ehr.discretizer import EPS, discretize, n_bins
 from omnifuse.cohorts.ehr.events import read_events_summary, scan_events
 from omnifuse.cohorts.ehr.options import DiscretizerOptions
-from omnifuse.formats.cache import FeatureCache, ShardedCacheWriter, write_cache
-from omnifuse.formats.cohort import read_cohort
+from omnifuse.cohorts.mimic.tables import SourceError
+from omnifuse.formats.cache import FeatureCache, ShardedCacheWriter, status_from_present, write_cache
+from omnifuse.formats.cohort import CohortRef, read_cohort
+from omnifuse.hostinfo import host_info
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,31 @@ def _load_events(events_path: str | Path, cap_hours: float) -> dict[str, np.ndar
         order = np.argsort(stay, kind="stable")
         events = {c: v[order] for c, v in events.items()}
     return events
+
+
+def events_error(path: str | Path, exc: BaseException) -> SourceError:
+    """A :class:`SourceError` naming an events file that polars or the OS could not read."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return SourceError(
+        f"{path}: not a readable EHR events file ({text[:300]}); it is truncated or damaged: rerun "
+        "omnifuse ehr extract"
+    )
+
+
+def _read_events(events_path: str | Path, cap_hours: float) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The events (:func:`_load_events`) and their summary; unreadable files raise naming the file."""
+    try:
+        summary = read_events_summary(events_path)
+        return _load_events(events_path, cap_hours), summary
+    except (pl.exceptions.PolarsError, OSError, EOFError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise events_error(events_path, exc) from exc
+
+
+def _file_state(path: str | Path) -> str:
+    st = Path(path).stat()
+    return f"{Path(path).resolve()} ({st.st_size} bytes, mtime_ns {st.st_mtime_ns})"
 
 
 def _shards(
@@ -98,8 +130,7 @@ def build_ehr_cache(
     n_steps = max(int(n_bins(longest, options.timestep)), 1)
     n, dim = cohort.height, spec.n_columns
     log.info("reading the events of %d stays from %s", n, events_path)
-    events = _load_events(events_path, longest)
-    summary = read_events_summary(events_path)
+    events, summary = _read_events(events_path, longest)
     preprocessing = {
         **spec.to_json_dict(),
         "timestep_hours": options.timestep,
@@ -112,7 +143,14 @@ def build_ehr_cache(
         "task": meta.task,
         "events": {"source": summary.get("source"), "options": summary.get("options")},
     }
-    attrs = {"encoder": ENCODER, "weights": "none", "preprocessing": preprocessing, "task": meta.task}
+    attrs = {
+        "encoder": ENCODER,
+        "weights": "none",
+        "preprocessing": preprocessing,
+        **CohortRef.of(cohort_path, cohort, meta).cache_attrs(),
+        "events_file": _file_state(events_path),
+        **host_info(),
+    }
     ids = cohort["sample_id"].to_list()
     present = cohort["has_ehr"].to_numpy().astype(bool)
     nbytes = n * n_steps * dim * np.dtype(options.dtype).itemsize
@@ -151,7 +189,10 @@ def build_ehr_cache(
             del events, shards
             data[~present] = 0
             mask[~present] = False
-            write_cache(out, FeatureCache("ehr", np.asarray(ids, dtype=object), present, data, mask, attrs))
+            status = status_from_present(present)
+            write_cache(
+                out, FeatureCache("ehr", np.asarray(ids, dtype=object), present, data, mask, attrs, status)
+            )
         else:
             writer = ShardedCacheWriter(
                 out,

@@ -27,6 +27,7 @@ from omnifuse.cohorts.ehr.discretizer import EPS, _tie_keys
 from omnifuse.cohorts.ehr.events import US_PER_HOUR, extract_events, log_summary
 from omnifuse.cohorts.ehr.options import EventOptions
 from omnifuse.cohorts.mimic import open_source
+from omnifuse.cohorts.mimic.sources import reading
 from omnifuse.formats.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,9 @@ def export_episodes(
 ) -> dict[str, Any]:
     """Write the episode files and ``listfile.csv`` of ``task`` under ``out`` (atomically)."""
     source = open_source(source_path, fmt)
-    ts = mimic_task_stays(source.tables(), task, cohort_options)
-    events, summary = extract_events(source, event_options, stays=ts.stays)
+    with reading(source):  # a damaged table is named
+        ts = mimic_task_stays(source.tables(), task, cohort_options)
+        events, summary = extract_events(source, event_options, stays=ts.stays)
     log_summary(summary)
     window = (pl.col("window_end") - pl.col("intime")).dt.total_microseconds()
     ends = ts.stays.select("stay_id", window.alias("end"))

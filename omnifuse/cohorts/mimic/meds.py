@@ -64,7 +64,11 @@ class MedsSource:
         self.path = Path(path)
         self.files = meds_files(self.path)
         self.description = f"MEDS data at {self.path} ({len(self.files)} file(s))"
-        schema = pl.scan_parquet(self.files[0]).collect_schema()
+        try:
+            schema = pl.scan_parquet(self.files[0]).collect_schema()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            text = " ".join(str(exc).split())
+            raise SourceError(f"{self.files[0]}: not a readable parquet file ({text[:200]})") from exc
         missing = [c for c in REQUIRED if c not in schema]
         value = next((c for c in VALUE_COLUMNS if c in schema), None)
         if value is None:
@@ -80,13 +84,16 @@ class MedsSource:
         return pl.scan_parquet(self.files)
 
     def tables(self) -> HospitalTables:
+        from omnifuse.cohorts.mimic.sources import reading
+
         log.info("rebuilding hospital tables from %s", self.description)
-        ev = (
-            self._scan()
-            .filter(pl.col("code").str.contains(STRUCTURE))
-            .select(pl.col("subject_id").cast(pl.Int64), pl.col("time").cast(TIME), "code")
-            .collect()
-        )
+        with reading(self):
+            ev = (
+                self._scan()
+                .filter(pl.col("code").str.contains(STRUCTURE))
+                .select(pl.col("subject_id").cast(pl.Int64), pl.col("time").cast(TIME), "code")
+                .collect()
+            )
         ev = ev.with_columns(
             kind=pl.col("code").str.extract(r"^([A-Z_]+)", 1),
             rest=pl.col("code").str.replace(r"^[A-Z_]+(//)?", ""),

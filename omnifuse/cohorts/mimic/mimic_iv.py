@@ -108,8 +108,9 @@ class MimicIVSource:
         columns = list(TABLES[table][1])
         try:
             frame = pl.read_csv(path, columns=columns, infer_schema=False)
-        except pl.exceptions.PolarsError as exc:
-            raise SourceError(f"{path}: cannot read ({exc})") from exc
+        except (pl.exceptions.PolarsError, OSError, EOFError) as exc:
+            hint = " (truncated or damaged gzip file?)" if path.suffix == ".gz" else ""
+            raise SourceError(f"{path}: cannot read ({' '.join(str(exc).split())}){hint}") from exc
         return frame
 
     @staticmethod
