@@ -115,6 +115,7 @@ def test_run_outputs_and_history(toy_runs, tmp_path):
             "metrics.json",
             "history.parquet",
             "checkpoint.pt",
+            "checkpoint.pt.sha256",
         }
         metrics = json.loads((fold / "metrics.json").read_text())
         assert (
