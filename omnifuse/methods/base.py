@@ -237,9 +237,8 @@ class FusionMethod(nn.Module):
 
     # ----- shared pieces -----
     def embed(self, batch: Batch) -> Embedded:
-        """Encode every modality of the batch; non-observed slots get the missing-modality value. The
-        zero input of the placeholder rides along as one more row of the batch (one encoder call per
-        modality instead of two: the EHR LSTM's time loop costs about the same for 1 row as for 64)."""
+        """Encode every modality of the batch; non-observed slots get the missing-modality value (computed
+        in the same pass, :meth:`~omnifuse.nn.encoders.ModalityEncoders.with_placeholders`)."""
         if self.cfg.missing_input == "zero_embedding":
             true = self.encoders(batch.x, batch.mask)
             placeholder = self.placeholder(true.device)

@@ -370,20 +370,24 @@ class OmniFuse(FusionMethod):
 
     @torch.no_grad()
     def mine_lazy(self, ctx: Any) -> dict[str, Any]:
-        """Score every combination on the training set and set δ_lazy = argmax D (ties: first)."""
+        """Score every combination on the training set and set δ_lazy = argmax D (ties: first). Mining is
+        training-time work: it runs in the training steps' precision (``ctx.autocast()``)."""
         was_training = self.training
         self.eval()
         trues, observed, ys = [], [], []
-        if self.cfg.tla_embeddings == "epoch" and self._stash:  # the epoch's own embeddings (no re-encoding)
-            trues, observed, ys = (list(t) for t in zip(*self._stash, strict=True))
-        else:
-            for batch in ctx.batches(ctx.train_idx, targets=False, labels=True):
-                trues.append(self.encoders(batch.x, batch.mask))
-                observed.append(batch.observed)
-                ys.append(batch.y)
-        self._stash = []
-        placeholder = self.placeholder(trues[0].device)
-        scores = self.combination_scores(torch.cat(trues), placeholder, torch.cat(observed), torch.cat(ys))
+        with ctx.autocast():
+            if self.cfg.tla_embeddings == "epoch" and self._stash:  # the epoch's own embeddings
+                trues, observed, ys = (list(t) for t in zip(*self._stash, strict=True))
+            else:
+                for batch in ctx.batches(ctx.train_idx, targets=False, labels=True):
+                    trues.append(self.encoders(batch.x, batch.mask))
+                    observed.append(batch.observed)
+                    ys.append(batch.y)
+            self._stash = []
+            placeholder = self.placeholder(trues[0].device)
+            scores = self.combination_scores(
+                torch.cat(trues), placeholder, torch.cat(observed), torch.cat(ys)
+            )
         self.train(was_training)
         if not scores:
             self.lazy = None

@@ -24,6 +24,7 @@ from omnifuse.methods.base import coerce
 COHORT_MODES = ("paired", "all")
 EARLY_STOPPING = ("auroc", "loss")
 DEVICES = ("cpu", "cuda", "auto")
+PRECISIONS = ("fp32", "bf16", "auto")
 OTHERS = "others"  # train.normalize key for every modality without its own entry
 
 
@@ -48,6 +49,9 @@ class TrainConfig:
     normalize: tuple[str, ...] = ("ehr=ehr_zscore", "others=zscore")
     threads: int = 1  # torch CPU threads per process (parallelise over folds / jobs instead)
     device: str = "cpu"  # "cpu", "cuda" or "auto" (CUDA when available)
+    # training steps in "fp32", under "bf16" autocast, or "auto": bf16 where the CPU (AMX, AVX512-BF16)
+    # or GPU has native bf16 kernels, else fp32; evaluation always runs in fp32
+    precision: str = "auto"
     deterministic: bool = True  # torch deterministic algorithms on CUDA (CPU kernels used here are)
     progress: bool = False  # progress bars
 
@@ -58,6 +62,8 @@ class TrainConfig:
             raise ValueError(
                 f"train.early_stopping must be one of {EARLY_STOPPING}, got {self.early_stopping!r}"
             )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.device not in DEVICES:
             raise ValueError(f"train.device must be one of {DEVICES}, got {self.device!r}")
         if not 0.0 <= self.missing_rate <= 0.9:

@@ -3,6 +3,7 @@ ablation switches (Table 4) and the missing-modality convention."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 
@@ -352,6 +353,10 @@ class _Ctx:
 
     def batches(self, idx, targets=False, labels=True):
         yield self.batch
+
+    @staticmethod
+    def autocast():
+        return contextlib.nullcontext()
 
     @staticmethod
     def clock():
