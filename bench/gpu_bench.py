@@ -319,6 +319,7 @@ def pipeline_summary(summary: dict[str, Any]) -> dict[str, Any]:
         "seconds": seconds,
         "encoded": summary["encoded"],
         "cpu_seconds": summary["cpu_seconds"],
+        "per_cpu_second": summary["encoded"] / summary["cpu_seconds"] if summary["cpu_seconds"] > 0 else None,
         "counts": summary["counts"],
         "time_shares": {k: v / seconds for k, v in summary["timing"].items()} if seconds > 0 else {},
     }
