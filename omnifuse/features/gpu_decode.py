@@ -218,7 +218,7 @@ class GpuJpegReader:
             items = [payloads[k] for k in jpegs]
             try:
                 decoded: list[torch.Tensor | None] = list(decode_batch(items, device))  # type: ignore[arg-type]
-            except RuntimeError:  # one bad file fails the whole call: decode one by one
+            except (RuntimeError, ValueError):  # one bad file fails the whole call: one by one
                 decoded = [self._decode_one(it, device) for it in items]  # type: ignore[arg-type]
             for k, img, it in zip(jpegs, decoded, items, strict=True):
                 if img is not None and tuple(img.shape[-2:]) != (it.height, it.width):  # type: ignore[union-attr]
@@ -244,7 +244,7 @@ class GpuJpegReader:
     def _decode_one(item: EncodedJpeg, device: torch.device) -> torch.Tensor | None:
         try:
             return decode_batch([item], device)[0]
-        except RuntimeError:
+        except (RuntimeError, ValueError):
             return None
 
 

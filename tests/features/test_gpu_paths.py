@@ -24,7 +24,7 @@ from PIL import Image
 from omnifuse.cli import build_parser
 from omnifuse.features import gpu_decode
 from omnifuse.features.cxr import CxrEncoder, setup
-from omnifuse.features.engine import EngineOptions, Sample, run_extraction
+from omnifuse.features.engine import EngineOptions, PartialBatch, Sample, run_extraction
 from omnifuse.features.extract import ExtractOptions, extract
 from omnifuse.features.gpu_decode import (
     MAX_GREY_DIFFERENCE,
@@ -85,6 +85,9 @@ def decoded(paths: list[Path], size: int, device: str) -> tuple[torch.Tensor, to
     """(the GPU path's batch on ``device``, moved to the CPU; the CPU path's images)."""
     reader = GpuJpegReader(size, device)
     batch = reader.collate([reader.load(p).payload for p in paths])
+    if isinstance(batch, PartialBatch):  # some decoded on the CPU instead (noted), none failed
+        assert not batch.failed, batch.failed
+        batch = batch.batch
     assert isinstance(batch, torch.Tensor) and batch.device.type == torch.device(device).type
     ref = torch.stack([torch.from_numpy(load_grey_image(p, size)).unsqueeze(0) for p in paths])
     return batch.cpu(), ref
