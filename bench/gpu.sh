@@ -31,12 +31,15 @@ RESERVE_S=25 # kept for the summary at the end
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
 export PYTHONUNBUFFERED=1
+# DataLoader workers hand each decoded image over as a shared-memory file descriptor: 15 workers with
+# 2 batches of 32 in flight hold about a thousand
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 
 elapsed() { echo $(($(date +%s) - START)); }
 
 facts() {
   echo "== machine ($(date -u +%FT%TZ))"
-  echo "host $(hostname), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM"
+  echo "host $(hostname), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM, open files $(ulimit -n)"
   if command -v nvidia-smi >/dev/null 2>&1; then
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem,power.limit,temperature.gpu,utilization.gpu \
       --format=csv || true
@@ -60,14 +63,18 @@ pick_python() {
     PY=$OMNIFUSE_PYTHON
     return
   fi
-  echo "== setup: scripts/setup.sh (make setup), at most ${SETUP_TIMEOUT} s; log in $OUT_DIR/setup.log" >&2
-  local rc=0
-  timeout "$SETUP_TIMEOUT" bash scripts/setup.sh >"$OUT_DIR/setup.log" 2>&1 || rc=$?
+  local rc=0 venv=${OMNIFUSE_VENV:-.venv}
+  if [ -L "$venv" ] && [ ! -e "$venv" ]; then # a link to another machine's environment
+    echo "== $venv is a link to $(readlink "$venv"), absent here: setting up .venv-gpu instead" >&2
+    venv=.venv-gpu
+  fi
+  echo "== setup: scripts/setup.sh (make setup) into $venv, at most ${SETUP_TIMEOUT} s; log in $OUT_DIR/setup.log" >&2
+  OMNIFUSE_VENV=$venv timeout "$SETUP_TIMEOUT" bash scripts/setup.sh >"$OUT_DIR/setup.log" 2>&1 || rc=$?
   tail -n 5 "$OUT_DIR/setup.log" >&2 || true
-  if [ "$rc" -eq 0 ] && has_modules .venv/bin/python; then
-    PY=.venv/bin/python
+  if [ "$rc" -eq 0 ] && has_modules "$venv/bin/python"; then
+    PY=$venv/bin/python
   else
-    echo "== setup: FAILED or no usable $DEVICE in .venv (status $rc); trying the machine's python3" >&2
+    echo "== setup: FAILED, or $venv has no torch that sees $DEVICE (status $rc); trying the machine's python3" >&2
     if has_modules "$(command -v python3 || echo python3)"; then
       PY=python3
       export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
