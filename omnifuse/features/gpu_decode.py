@@ -25,10 +25,10 @@ formats, and JPEGs nvJPEG is not given (lossless, arithmetic-coded, 12-bit, CMYK
 :func:`jpeg_header` does not accept). A JPEG that nvJPEG rejects in the main process is decoded there
 on the CPU path (noted in the extraction report). Damaged files are decided by the CPU decoder: a
 file whose structure is broken (no frame header, no scan, no end-of-image marker after the scan:
-truncated) goes the CPU path, which fails it with its reason. Not detected on the GPU path: damage
+truncated) goes the CPU path, which fails it with its reason. Not checked on the GPU path: damage
 inside the entropy-coded data that leaves the structure intact, which libjpeg reports as "extraneous
-bytes" and the CPU path fails (nvJPEG decodes such a file to wrong pixels without an error). Keep
-``decode: cpu`` where inputs may be damaged that way.
+bytes" and the CPU path fails; such a file fails only if nvJPEG refuses it (whether nvJPEG reports
+such damage has not been tried). Keep ``decode: cpu`` where inputs may be damaged that way.
 """
 
 from __future__ import annotations
