@@ -2,7 +2,8 @@
 
     python scripts/stage2_schemas.py          # rewrite workflow/schemas/{train,encoders,methods,report}...
     python scripts/stage2_schemas.py --check  # exit 1 when a schema differs from the dataclasses
-    python scripts/stage2_schemas.py --markdown  # the config/README.md tables
+    python scripts/stage2_schemas.py --markdown  # print the config/README.md tables
+    (writing also rewrites those tables in config/README.md; --check checks them too)
 
 The dataclasses (omnifuse.train.config.TrainConfig, omnifuse.methods.base.MethodConfig and each method's
 Config) are the single source of every default; tests/workflow/test_workflow_train.py runs --check.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -126,6 +128,36 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
+README = SCHEMAS.parents[1] / "config" / "README.md"
+
+
+def readme_with_tables(text: str) -> str:
+    """config/README.md with the table under each generated ``### `<section>``` heading replaced."""
+    tables: dict[str, list[str]] = {}
+    current = None
+    for line in markdown().splitlines():
+        if line.startswith("### `"):
+            current = line.split("`")[1]
+            tables[current] = []
+        elif line.startswith("|") and current:
+            tables[current].append(line)
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        out.append(lines[i])
+        heading = re.match(r"### `(\w+)`", lines[i])
+        if heading and heading.group(1) in tables:
+            i += 1
+            while i < len(lines) and not lines[i].startswith("|"):
+                out.append(lines[i])
+                i += 1
+            while i < len(lines) and lines[i].startswith("|"):
+                i += 1
+            out.extend(tables[heading.group(1)])
+            continue
+        i += 1
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true")
@@ -135,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown())
         return 0
     stale = []
+    readme = readme_with_tables(README.read_text())
+    if args.check and README.read_text() != readme:
+        stale.append(str(README))
+    elif not args.check:
+        README.write_text(readme)
     for name, schema in schemas().items():
         path = SCHEMAS / f"{name}.schema.yaml"
         text = dump(schema)

@@ -32,20 +32,23 @@ def setup_logging(verbose: bool) -> None:
 
 
 # One module per top-level command (``omnifuse <command> ...``), each adding its sub-commands with
-# ``register(subparsers)``. Handlers import their stage's code lazily: ``omnifuse --help`` stays fast,
-# and a job's code hash (omnifuse.workflow.code) follows only the handler its rule runs.
-COMMAND_MODULES = (
-    "omnifuse.cli.synth",
-    "omnifuse.cli.cohort",
-    "omnifuse.cli.ehr",
-    "omnifuse.cli.extract",
-    "omnifuse.cli.train",
-    "omnifuse.cli.predict",
-    "omnifuse.cli.report",
-)
+# ``register(subparsers)``. Only the module of the command being run is imported (the others pull in
+# the generators, polars, imaging libraries: seconds of start-up a training job does not need), and
+# handlers import their stage's code lazily, so a job's code hash (omnifuse.workflow.code) follows
+# only the handler its rule runs.
+COMMANDS = {
+    "synth": "omnifuse.cli.synth",
+    "cohort": "omnifuse.cli.cohort",
+    "ehr": "omnifuse.cli.ehr",
+    "extract": "omnifuse.cli.extract",
+    "train": "omnifuse.cli.train",
+    "predict": "omnifuse.cli.predict",
+    "report": "omnifuse.cli.report",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``command`` alone, or of every command (``None``: ``omnifuse --help``)."""
     parser = argparse.ArgumentParser(prog="omnifuse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"omnifuse {omnifuse.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -53,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="on an error, show the full traceback (and debug logging)"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(commands)
+    for name, module in COMMANDS.items():
+        if command is None or name == command:
+            importlib.import_module(module).register(commands)
     return parser
 
 
@@ -80,7 +84,9 @@ def error_line(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     setup_logging(args.verbose or args.debug)
     try:

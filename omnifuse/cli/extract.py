@@ -12,13 +12,14 @@ from omnifuse.cli.options import add_dataclass_options, dataclass_from_args
 log = logging.getLogger("omnifuse")
 
 TEXT_OPTIONS = (
-    "text_model", "tokenizer", "max_tokens", "window_overlap", "section", "fallback", "language",
+    "text_model", "tokenizer", "max_tokens", "max_words", "window_overlap", "section", "fallback", "language",
 )  # fmt: skip
 IMAGE_OPTIONS = ("weights", "image_size")
 VOLUME_OPTIONS = (
     "window", "slice_mode", "slice_n", "max_slices", "allow_missing_slices", "crop", "crop_half_width_mm",
     "crop_fallback",
 )  # fmt: skip
+CXR_OPTIONS = ("decode",)
 HELP = {
     "cxr": "chest X-rays (cxr_path under --root) → ResNet34 vectors (N, 1, 512)",
     "rep": "reports (rep_path under --root) → token states (N, max_tokens, hidden)",
@@ -65,9 +66,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         p.add_argument("--report", default=None, help="extraction report CSV (default: <out>.report.csv)")
         skip = {
             "cxr": TEXT_OPTIONS + VOLUME_OPTIONS,
-            "rep": IMAGE_OPTIONS + VOLUME_OPTIONS,
-            "ct": TEXT_OPTIONS,
-            "pet": TEXT_OPTIONS,
+            "rep": IMAGE_OPTIONS + VOLUME_OPTIONS + CXR_OPTIONS,
+            "ct": TEXT_OPTIONS + CXR_OPTIONS,
+            "pet": TEXT_OPTIONS + CXR_OPTIONS,
         }[modality]
         add_dataclass_options(p, ExtractOptions, skip=skip)
         p.set_defaults(func=_cmd_extract, **DEFAULTS.get(modality, {}))

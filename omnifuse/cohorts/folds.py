@@ -123,6 +123,21 @@ def folds_from_split_file(frame: pl.DataFrame, path: str | Path, n_folds: int) -
         raise ValueError(
             f"{path}: {missing.height} cohort sample(s) have no fold, e.g. {key} {missing[key][0]!r}"
         )
+    if level == "sample":  # folds are patient-level: a patient's stays must share one fold
+        by_patient = (
+            frame.select("sample_id", "patient_id")
+            .with_columns(fold=joined["fold"])
+            .group_by("patient_id", maintain_order=True)
+            .agg(pl.col("fold").unique().sort(), pl.col("sample_id"))
+            .filter(pl.col("fold").list.len() > 1)
+        )
+        if by_patient.height:
+            row = by_patient.row(0, named=True)
+            raise ValueError(
+                f"{path}: patient {row['patient_id']!r} has samples in folds {row['fold']} "
+                f"(samples {row['sample_id'][:5]}); folds must be patient-level "
+                f"({by_patient.height} patient(s) affected)"
+            )
     unused = split.join(frame.select(key), left_on="id", right_on=key, how="anti").height
     if unused:
         log.info("split file %s: %d id(s) are not in the cohort and were ignored", path, unused)

@@ -1,7 +1,8 @@
 """Chest X-rays: one image → one ResNet34 vector ``(1, 512)``, mask ``(1,)``.
 
 The reader decodes a JPEG/PNG to grey 8-bit at ``image_size`` (DataLoader workers); the encoder runs
-the frozen ResNet34 (:mod:`omnifuse.features.resnet`).
+the frozen ResNet34 (:mod:`omnifuse.features.resnet`). With ``decode: cuda`` the workers read the
+files and JPEGs are decoded in batches on the GPU (:mod:`omnifuse.features.gpu_decode`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch
 import torchvision
 
 from omnifuse.features.engine import Loaded, Sample, Setup
+from omnifuse.features.gpu_decode import DESCRIPTION as GPU_DECODE
+from omnifuse.features.gpu_decode import GpuJpegReader, check_gpu_decode
 from omnifuse.features.images import load_grey_image
 from omnifuse.features.options import ExtractOptions
 from omnifuse.features.resnet import FEATURE_DIM, ImageEncoder, build_resnet34, image_attrs
@@ -44,8 +47,14 @@ class CxrEncoder:
 
 
 def setup(modality: str, samples: list[Sample], opts: ExtractOptions, runtime: Runtime) -> Setup:
+    if opts.decode == "cuda":
+        check_gpu_decode(runtime.device)
     model, model_attrs = build_resnet34(opts.weights, opts.seed)
     encoder = CxrEncoder(ImageEncoder(model, runtime.device, runtime.precision))
     attrs: dict[str, Any] = {**model_attrs, "torchvision_version": str(torchvision.__version__)}
-    attrs["preprocessing"] = {**image_attrs(opts.image_size), "decode": "grey 8-bit (JPEG draft mode)"}
-    return Setup(CxrReader(opts.image_size), encoder, 1, encoder.dim, attrs)
+    reader: CxrReader | GpuJpegReader = CxrReader(opts.image_size)
+    decode = "grey 8-bit (JPEG draft mode)"
+    if opts.decode == "cuda":
+        reader, decode = GpuJpegReader(opts.image_size, str(runtime.device)), GPU_DECODE
+    attrs["preprocessing"] = {**image_attrs(opts.image_size), "decode": decode}
+    return Setup(reader, encoder, 1, encoder.dim, attrs)

@@ -81,6 +81,17 @@ class Loaded:
     note: str = ""  # e.g. "IMPRESSION used instead", "48 slices subsampled to 32"
 
 
+@dataclass(frozen=True)
+class PartialBatch:
+    """What a reader's ``collate`` returns when it could not batch every sample (e.g. images decoded
+    on the GPU in the main process): the batch of the others, and per position in the payload list
+    the reason a sample failed or a note for one that was batched."""
+
+    batch: Any
+    failed: dict[int, str]
+    notes: dict[int, str]
+
+
 @dataclass
 class Setup:
     """What a modality module hands the extraction loop: a reader (decodes one input; picklable, runs in
@@ -283,6 +294,14 @@ def run_extraction(
                         for i, _ in take:
                             buf["rows"][i] = (samples[i].sample_id, "failed", reason)
                         continue
+                    if isinstance(batch, PartialBatch):
+                        for k, why in {**batch.notes, **batch.failed}.items():
+                            i, status = take[k][0], "failed" if k in batch.failed else "ok"
+                            buf["rows"][i] = (samples[i].sample_id, status, why)
+                        take = [t for k, t in enumerate(take) if k not in batch.failed]
+                        batch = batch.batch
+                        if not take:
+                            continue
                     data, mask = encoder(batch)
                     rows = np.asarray([i for i, _ in take]) - start
                     buf["data"][rows], buf["mask"][rows], buf["present"][rows] = data, mask, True

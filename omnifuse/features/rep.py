@@ -84,6 +84,7 @@ class ReportReader:
     section: str = "findings"  # findings | diagnosis | whole
     fallback: str = "none"  # none | impression | whole
     language: str = "en"
+    max_words: int = 0  # cut to this many whitespace-separated words first (0: no limit)
 
     def load(self, path: Path) -> Loaded:
         text, note = read_report_file(path, self.language)
@@ -92,7 +93,25 @@ class ReportReader:
             raise BadInput(found.reason)
         if found.status == "missing":
             raise SampleMissing(found.reason)
-        return Loaded(found.text, "; ".join(n for n in (note, found.reason) if n))
+        text, counts = self.cut(found.text)
+        return Loaded(text, "; ".join(n for n in (note, found.reason, counts) if n))
+
+    def cut(self, text: str) -> tuple[str, str]:
+        """The text cut to ``max_words`` words, and a note with both counts: the words (and where they
+        were cut) and the tokens the model reads (and where ``max_tokens`` cuts them)."""
+        words = text.split()
+        note = ""
+        if self.max_words:
+            note = f"{len(words)} words" + (
+                f", cut to {self.max_words}" if len(words) > self.max_words else ""
+            )
+            if len(words) > self.max_words:
+                text = " ".join(words[: self.max_words])
+        tokens = self.planner.n_tokens(text)
+        kept = min(tokens, self.planner.max_tokens)
+        return text, "; ".join(
+            n for n in (note, f"{tokens} tokens" + (f", cut to {kept}" if kept < tokens else "")) if n
+        )
 
     def collate(self, payloads: list[str]) -> TokenWindows:
         return self.planner(payloads)
@@ -112,12 +131,13 @@ def setup(modality: str, samples: list[Sample], opts: ExtractOptions, runtime: R
     tokenizer, tok_source = load_tokenizer(opts.text_model, opts.tokenizer)
     net, model_attrs = load_text_model(opts.text_model, opts.seed)
     planner = WindowPlanner(tokenizer, opts.max_tokens, model_positions(net, tokenizer), opts.window_overlap)
-    reader = ReportReader(planner, opts.section, opts.fallback, opts.language)
+    reader = ReportReader(planner, opts.section, opts.fallback, opts.language, opts.max_words)
     encoder = ReportEncoder(TextEncoder(net, runtime.device), opts.max_tokens, opts.batch_size)
     attrs: dict[str, Any] = {**model_attrs, "transformers_version": str(transformers.__version__)}
     attrs["preprocessing"] = {
         "section": opts.section,
         "fallback": opts.fallback,
+        "max_words": opts.max_words,
         "tokenizer": tok_source,
         "max_tokens": opts.max_tokens,
         "model_positions": planner.positions,

@@ -213,6 +213,11 @@ class WindowPlanner:
             raise ValueError(f"window overlap must be in [0, {self.capacity}), got {overlap}")
         self.overlap = int(overlap)
 
+    def n_tokens(self, text: str) -> int:
+        """Tokens of ``text`` with the special tokens, before any cut to ``max_tokens``."""
+        content = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return len(content) + len(self.prefix) + len(self.suffix)
+
     def windows(self, content: list[int]) -> tuple[list[list[int]], list[tuple[int, int]]]:
         """Windows of one text and, per output token, (window index, position in the window)."""
         content = content[: self.max_tokens - len(self.prefix) - len(self.suffix)]

@@ -237,9 +237,13 @@ class FusionMethod(nn.Module):
 
     # ----- shared pieces -----
     def embed(self, batch: Batch) -> Embedded:
-        """Encode every modality of the batch; non-observed slots get the missing-modality value."""
-        true = self.encoders(batch.x, batch.mask)
-        placeholder = self.placeholder(true.device)
+        """Encode every modality of the batch; non-observed slots get the missing-modality value (computed
+        in the same pass, :meth:`~omnifuse.nn.encoders.ModalityEncoders.with_placeholders`)."""
+        if self.cfg.missing_input == "zero_embedding":
+            true = self.encoders(batch.x, batch.mask)
+            placeholder = self.placeholder(true.device)
+        else:
+            true, placeholder = self.encoders.with_placeholders(batch.x, batch.mask)
         inputs = torch.where(batch.observed.unsqueeze(-1), true, placeholder.unsqueeze(0))
         return Embedded(true=true, placeholder=placeholder, inputs=inputs)
 

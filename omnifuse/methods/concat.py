@@ -1,4 +1,4 @@
-"""Concatenate (Table 3 "Concat", Table 4 row (a)): one head on [v^1; ...; v^M].
+"""Concatenate (Table 3 "Concat"): one head on [v^1; ...; v^M].
 
 Missing modalities enter as their encoder applied to a zero input (like every method); the loss is the
 task's cross-entropy (per-label BCE for multi-label) of the head.

@@ -5,16 +5,21 @@ Everything here follows docs/design.md "Method decisions"; each ambiguous choice
 
 * Embeddings: every modality's encoder gives v^m (B, d); a missing modality is the encoder applied to a
   zero input. v = [v^1; ...; v^M].
+* Modality dropout (``modality_dropout``): in training, a sample with two or more inputs keeps, with this
+  probability, a uniformly random non-empty proper subset of them (the missing patterns of the paper's
+  Table 1). It is applied to every variant alike, with or without imputation, so that comparing a
+  variant with imputation to one without measures the imputation, not the augmentation.
 * Forward imputation (``imp_fw``): a CRA of K residual autoencoders over v; RA_k reads
-  v + Σ_{j<k} Δz_j; v' = v + Σ Δz. In training, modalities are additionally dropped from samples that
-  have them (``drop_prob``: a uniformly random non-empty proper subset of the sample's inputs is kept)
-  and the dropped slots are supervised: L_forward = MSE(v'^m, v^m) over dropped slots with a true
-  embedding (targets detached). The run's non-input modalities are dropped slots of every sample.
-  The latents c_1..c_K feed the joint head g_ra (``joint_input``).
+  v + Σ_{j<k} Δz_j; v' = v + Σ Δz. The dropped slots are supervised: L_forward = MSE(v'^m, v^m) over
+  dropped slots with a true embedding (targets detached). The run's non-input modalities are dropped
+  slots of every sample. The latents c_1..c_K feed the joint head g_ra (``joint_input``).
 * Backward imputation (``imp_bw``): a second CRA with its own weights reads v' with the slots that were
-  inputs replaced by their missing placeholders and must regenerate them: L_backward = masked MSE.
+  inputs replaced by their missing placeholders and must regenerate them: L_backward = masked MSE over
+  the input slots of the samples that have at least one imputed slot (a sample without one would hand
+  the backward CRA placeholders only, nothing to regenerate its inputs from).
 * DWFuse (``dwfuse``): per-modality heads g^m on the completed embeddings (observed slots keep v^m,
-  missing slots take v'^m); p^n = probability head n gives to the true class (per label for multi-label);
+  missing slots take v'^m, without back-propagating into the imputer unless ``heads_train_imputer``);
+  p^n = probability head n gives to the true class (per label for multi-label);
   ω^m = [Π_{n≠m}(1 − p^n)]^{β/(M−1)} without gradient; L_enc = Σ_m ω^m · CE(g^m, y). Missing modalities
   are excluded from the product (and from the sum) unless imputed.
 * TLA (``tla``): after every epoch each non-empty combination δ of the input modalities is scored on the
@@ -24,8 +29,8 @@ Everything here follows docs/design.md "Method decisions"; each ambiguous choice
   L_TLA = CE of the δ_lazy-only prediction on the batch samples that have all of δ_lazy
   (``tla_mask: observed``: only samples whose observed combination equals δ_lazy).
 * Loss (eq. 18): L = L_forward + λ1·L_backward + λ2·(L_enc + α·L_ra) + λ3·L_TLA, each term present only
-  when its switch is on. With every switch off this is λ2·α·CE(head(v)) = CE(head(v)): concatenation,
-  Table 4 row (a).
+  when its switch is on. With every switch off (and no modality dropout) this is
+  λ2·α·CE(head(v)) = CE(head(v)): concatenation.
 * Prediction: the joint head (``predict_with: joint``), or the mean of the modality heads' probabilities
   (``heads``), or the average of both (``both``).
 """
@@ -72,8 +77,12 @@ class OmniFuseConfig(MethodConfig):
     # switches for what the paper leaves open (defaults: docs/design.md "Method decisions")
     joint_input: str = "latents_concat"  # g_ra reads the latents c_1..c_K: concatenated, mean or last
     head_input: str = "completed"  # heads read observed v^m + imputed v'^m ("completed") or all of v'
+    # the DWFuse heads' loss back-propagates into the imputed embeddings (false: the imputer is trained
+    # by L_forward, L_backward and the joint head only; with λ2 = 10 the heads' loss would otherwise turn
+    # the imputations into label-discriminative vectors rather than estimates of the missing embedding)
+    heads_train_imputer: bool = False
     predict_with: str = "joint"  # test-time prediction: joint head, mean of modality heads, or both
-    drop_prob: float = 0.5  # training: probability a sample is given a random missing pattern
+    modality_dropout: float = 0.5  # training: P(a sample keeps a random proper subset of its inputs)
     tla_mask: str = "all"  # L_TLA on samples that have all of δ_lazy ("all") or exactly δ_lazy
     tla_reduce: str = "sum"  # D(δ): summed (docs/design.md) or mean per-sample CE
     tla_embeddings: str = "fresh"  # mining: a fresh encoder pass ("fresh") or the epoch's own ("epoch")
@@ -99,8 +108,8 @@ class OmniFuseConfig(MethodConfig):
             raise ValueError(f"omnifuse.predict_with={self.predict_with!r} needs the modality heads (dwfuse)")
         if self.k < 1:
             raise ValueError(f"omnifuse.k must be >= 1, got {self.k}")
-        if not 0.0 <= self.drop_prob <= 1.0:
-            raise ValueError(f"omnifuse.drop_prob must be in [0, 1], got {self.drop_prob}")
+        if not 0.0 <= self.modality_dropout <= 1.0:
+            raise ValueError(f"omnifuse.modality_dropout must be in [0, 1], got {self.modality_dropout}")
 
 
 @dataclass
@@ -173,6 +182,7 @@ class OmniFuse(FusionMethod):
         )
         self.lazy: tuple[str, ...] | None = None  # δ_lazy mined after the last epoch
         self._stash: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # tla_embeddings: epoch
+        self._drops: torch.Generator | None = None  # modality dropout's own stream (set per fold)
 
     @classmethod
     def uses_imputation_targets(cls, cfg: MethodConfig) -> bool:
@@ -185,10 +195,11 @@ class OmniFuse(FusionMethod):
         if self.cra_fw is not None:
             cra = self.cra_fw(v.reshape(b, m * d))
             v_prime = cra.out.view(b, m, d)
+            to_heads = v_prime if self.cfg.heads_train_imputer else v_prime.detach()
             completed = (
-                torch.where(inputs.unsqueeze(-1), v, v_prime)
+                torch.where(inputs.unsqueeze(-1), v, to_heads)
                 if self.cfg.head_input == "completed"
-                else v_prime
+                else to_heads
             )
             if self.cfg.joint_input == "latents_concat":
                 joint_in = torch.cat(cra.latents, dim=-1)
@@ -220,21 +231,25 @@ class OmniFuse(FusionMethod):
         return self.task.logits_from_probs(heads)
 
     def augment(self, observed: torch.Tensor) -> torch.Tensor:
-        """Training-time missing patterns: with probability ``drop_prob`` a sample with two or more inputs
-        keeps a uniformly random non-empty proper subset of them (the six patterns of Table 1 for M=3)."""
+        """Training-time missing patterns: with probability ``modality_dropout`` a sample with two or more
+        inputs keeps a uniformly random non-empty proper subset of them (Table 1's six patterns for M=3)."""
         b, m = observed.shape
+
+        def rand(*shape: int) -> torch.Tensor:  # the fold's own stream: every variant draws the same
+            return torch.rand(*shape, generator=self._drops).to(observed.device)
+
         n_obs = observed.sum(1)
-        todo = (torch.rand(b, device=observed.device) < self.cfg.drop_prob) & (n_obs >= 2)
+        todo = (rand(b) < self.cfg.modality_dropout) & (n_obs >= 2)
         keep = observed.clone()
         for _ in range(32):  # rejection sampling of a uniform subset that is neither empty nor full
             if not todo.any():
                 break
-            cand = (torch.rand(b, m, device=observed.device) < 0.5) & observed
+            cand = (rand(b, m) < 0.5) & observed
             ok = todo & cand.any(1) & (cand != observed).any(1)
             keep[ok] = cand[ok]
             todo = todo & ~ok
         if todo.any():  # vanishingly rare: keep one random input
-            pick = torch.where(observed, torch.rand(b, m, device=observed.device), -1.0).argmax(1)
+            pick = torch.where(observed, rand(b, m), -1.0).argmax(1)
             single = F.one_hot(pick, m).bool()
             keep[todo] = single[todo]
         return keep
@@ -245,8 +260,11 @@ class OmniFuse(FusionMethod):
         if self.training and self.cfg.tla and self.cfg.tla_embeddings == "epoch" and batch.y is not None:
             self._stash.append((emb.true.detach(), observed, batch.y))
         inputs = observed
-        if self.training and self.cfg.imp_fw and self.cfg.drop_prob > 0:
+        if self.training and self.cfg.modality_dropout > 0:
             inputs = self.augment(observed)
+            out_extras = {"inputs": inputs}
+        else:
+            out_extras = {}
         v = torch.where(inputs.unsqueeze(-1), emb.true, emb.placeholder.unsqueeze(0))
         fused = self.fuse(v, inputs)
         imputed = ~inputs if self.cfg.imp_fw else torch.zeros_like(inputs)
@@ -256,6 +274,7 @@ class OmniFuse(FusionMethod):
             modality_mask=fused.head_mask,
             imputed=imputed,
             embeddings=fused.completed,
+            extras=out_extras,
         )
         if batch.y is None:
             return out
@@ -273,7 +292,8 @@ class OmniFuse(FusionMethod):
             u = torch.where(inputs.unsqueeze(-1), emb.placeholder.unsqueeze(0), fused.v_prime)
             b, m, d = u.shape
             regenerated = self.cra_bw(u.reshape(b, m * d)).out.view(b, m, d)
-            losses["backward"] = masked_mse(regenerated, emb.true.detach(), inputs)
+            cycled = inputs & (~inputs).any(1, keepdim=True)  # input slots of samples with an imputed slot
+            losses["backward"] = masked_mse(regenerated, emb.true.detach(), cycled)
             total = total + cfg.lambda1 * losses["backward"]
         if cfg.tla:
             losses["tla"] = self.tla_loss(emb.true, emb.placeholder, observed, y) if self.lazy else zero
@@ -325,38 +345,49 @@ class OmniFuse(FusionMethod):
         y: torch.Tensor,
         chunk: int = 1024,
     ) -> dict[tuple[str, ...], float]:
-        """D(δ) for every non-empty combination δ of the input modalities (TLA mining)."""
+        """D(δ) for every non-empty combination δ of the input modalities (TLA mining). All combinations
+        of a chunk of samples go through the model in one pass (stacked masks)."""
+        combos = combinations(self.spec.inputs)
+        deltas = torch.tensor([[mod in c for mod in self.modalities] for c in combos], device=true.device)
+        # (C, N): which samples score each combination
+        selected = torch.stack([self.tla_select(observed, delta) for delta in deltas])
+        totals = torch.zeros(len(combos), dtype=torch.float64)
+        step = max(1, chunk // len(combos))
+        for start in range(0, true.shape[0], step):
+            part = slice(start, start + step)
+            n = true[part].shape[0]
+            v = torch.where(deltas.view(-1, 1, len(self.modalities), 1), true[part].unsqueeze(0), placeholder)
+            inputs = deltas.unsqueeze(1).expand(-1, n, -1)
+            logits = self.final_logits(self.fuse(v.flatten(0, 1), inputs.flatten(0, 1)))
+            losses = self.task.sample_loss(logits, y[part].repeat(len(combos), *([1] * (y.dim() - 1))))
+            totals += (losses.view(len(combos), n) * selected[:, part]).double().sum(1).cpu()
         scores: dict[tuple[str, ...], float] = {}
-        for combo in combinations(self.spec.inputs):
-            delta = torch.tensor([mod in combo for mod in self.modalities], device=true.device)
-            idx = torch.nonzero(self.tla_select(observed, delta)).squeeze(1)
-            if idx.numel() == 0:
-                continue
-            total = 0.0
-            for part in idx.split(chunk):
-                v = torch.where(delta.view(1, -1, 1), true[part], placeholder.unsqueeze(0))
-                inputs = delta.unsqueeze(0).expand(v.shape[0], -1)
-                logits = self.final_logits(self.fuse(v, inputs))
-                total += float(self.task.sample_loss(logits, y[part]).sum())
-            scores[combo] = total / (idx.numel() if self.cfg.tla_reduce == "mean" else 1)
+        for i, combo in enumerate(combos):
+            count = int(selected[i].sum())
+            if count:
+                scores[combo] = float(totals[i]) / (count if self.cfg.tla_reduce == "mean" else 1)
         return scores
 
     @torch.no_grad()
     def mine_lazy(self, ctx: Any) -> dict[str, Any]:
-        """Score every combination on the training set and set δ_lazy = argmax D (ties: first)."""
+        """Score every combination on the training set and set δ_lazy = argmax D (ties: first). Mining is
+        training-time work: it runs in the training steps' precision (``ctx.autocast()``)."""
         was_training = self.training
         self.eval()
         trues, observed, ys = [], [], []
-        if self.cfg.tla_embeddings == "epoch" and self._stash:  # the epoch's own embeddings (no re-encoding)
-            trues, observed, ys = (list(t) for t in zip(*self._stash, strict=True))
-        else:
-            for batch in ctx.batches(ctx.train_idx, targets=False, labels=True):
-                trues.append(self.encoders(batch.x, batch.mask))
-                observed.append(batch.observed)
-                ys.append(batch.y)
-        self._stash = []
-        placeholder = self.placeholder(trues[0].device)
-        scores = self.combination_scores(torch.cat(trues), placeholder, torch.cat(observed), torch.cat(ys))
+        with ctx.autocast():
+            if self.cfg.tla_embeddings == "epoch" and self._stash:  # the epoch's own embeddings
+                trues, observed, ys = (list(t) for t in zip(*self._stash, strict=True))
+            else:
+                for batch in ctx.batches(ctx.train_idx, targets=False, labels=True):
+                    trues.append(self.encoders(batch.x, batch.mask))
+                    observed.append(batch.observed)
+                    ys.append(batch.y)
+            self._stash = []
+            placeholder = self.placeholder(trues[0].device)
+            scores = self.combination_scores(
+                torch.cat(trues), placeholder, torch.cat(observed), torch.cat(ys)
+            )
         self.train(was_training)
         if not scores:
             self.lazy = None
@@ -369,34 +400,59 @@ class OmniFuse(FusionMethod):
 
     @torch.no_grad()
     def imputation_similarity(self, ctx: Any) -> dict[str, float]:
-        """Mean cosine similarity between imputed and true embeddings on the inner validation set: each
-        modality with a true embedding is dropped in turn (the others stay as they are observed)."""
+        """How well the forward CRA imputes each modality on the inner validation set: every modality
+        with a true embedding is dropped in turn (the others stay as they are observed) and its imputed
+        v'^m is compared with the encoder's v^m:
+
+        * ``imp_cos_<m>``: mean cosine similarity (high whenever the embeddings share a large common
+          component, even if the imputation carries no sample-specific information);
+        * ``imp_r2_<m>``: centred R² = 1 − Σ‖v'^m − v^m‖² / Σ‖v^m − mean(v^m)‖² over the samples
+          (0 for imputing the mean embedding, 1 for perfect imputation, negative when worse than the
+          mean); ``imp_cos`` and ``imp_r2`` pool the modalities."""
         was_training = self.training
         self.eval()
-        sums = torch.zeros(len(self.modalities), dtype=torch.float64)
-        counts = torch.zeros(len(self.modalities), dtype=torch.float64)
+        m = len(self.modalities)
+        cos, n = torch.zeros(m, dtype=torch.float64), torch.zeros(m, dtype=torch.float64)
+        sse = torch.zeros(m, dtype=torch.float64)
+        s1 = torch.zeros(m, self.cfg.d, dtype=torch.float64)  # Σ v^m and Σ (v^m)² per dimension
+        s2 = torch.zeros(m, self.cfg.d, dtype=torch.float64)
         for batch in ctx.batches(ctx.val_idx, targets=True, labels=False):
             true = self.encoders(batch.x, batch.mask)
             placeholder = self.placeholder(true.device)
-            for i in range(len(self.modalities)):
+            for i in range(m):
                 inputs = batch.observed.clone()
                 inputs[:, i] = False
                 ok = batch.present[:, i] & inputs.any(1)
                 if not bool(ok.any()):
                     continue
                 v = torch.where(inputs[ok].unsqueeze(-1), true[ok], placeholder.unsqueeze(0))
-                imputed = self.fuse(v, inputs[ok]).v_prime[:, i]
-                sums[i] += F.cosine_similarity(imputed, true[ok, i], dim=-1).double().sum().cpu()
-                counts[i] += float(ok.sum())
+                imputed = self.fuse(v, inputs[ok]).v_prime[:, i].double().cpu()
+                target = true[ok, i].double().cpu()
+                cos[i] += F.cosine_similarity(imputed, target, dim=-1).sum()
+                sse[i] += (imputed - target).pow(2).sum()
+                s1[i] += target.sum(0)
+                s2[i] += target.pow(2).sum(0)
+                n[i] += float(ok.sum())
         self.train(was_training)
-        row = {
-            f"imp_cos_{mod}": float(sums[i] / counts[i])
-            for i, mod in enumerate(self.modalities)
-            if counts[i] > 0
-        }
-        if counts.sum() > 0:
-            row["imp_cos"] = float(sums.sum() / counts.sum())
+        sst = (s2 - s1.pow(2) / n.clamp_min(1).unsqueeze(1)).sum(1)  # Σ ‖v − mean‖² per modality
+        row: dict[str, float] = {}
+        for i, mod in enumerate(self.modalities):
+            if n[i] > 0:
+                row[f"imp_cos_{mod}"] = float(cos[i] / n[i])
+                row[f"imp_r2_{mod}"] = float(1 - sse[i] / sst[i]) if sst[i] > 0 else float("nan")
+        used = n > 0
+        if used.any():
+            row["imp_cos"] = float(cos.sum() / n.sum())
+            row["imp_r2"] = (
+                float(1 - sse[used].sum() / sst[used].sum()) if sst[used].sum() > 0 else float("nan")
+            )
         return row
+
+    def on_fit_start(self, ctx: Any) -> None:
+        """Modality dropout draws from a generator seeded per fold (not the global stream, which model
+        initialisation advances differently for every variant): with and without imputation, the
+        training batches lose the same modalities."""
+        self._drops = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=ctx.generator)))
 
     def on_epoch_start(self, ctx: Any) -> None:
         self._stash = []

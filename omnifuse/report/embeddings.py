@@ -91,6 +91,12 @@ def true_and_imputed(
     return np.asarray(data.ids)[rows].astype(str), out
 
 
+def centred_r2(true: np.ndarray, imputed: np.ndarray) -> float:
+    """1 − Σ‖imputed − true‖² / Σ‖true − mean(true)‖²: 0 for imputing the mean embedding, 1 for exact."""
+    sst = float(((true - true.mean(0)) ** 2).sum())
+    return 1.0 - float(((imputed - true) ** 2).sum()) / sst if sst > 0 else float("nan")
+
+
 def tsne_frame(
     ids: np.ndarray,
     embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]],
@@ -98,7 +104,8 @@ def tsne_frame(
     seed: int = 0,
 ) -> pl.DataFrame:
     """One t-SNE per modality over true + imputed points: modality, kind, sample_id, tsne_1, tsne_2,
-    cosine (the sample's cosine similarity between imputed and true embedding)."""
+    cosine (the sample's cosine similarity between imputed and true embedding) and r2 (the modality's
+    centred R² over the plotted samples, :func:`centred_r2`)."""
     from sklearn.manifold import TSNE
 
     parts = []
@@ -115,6 +122,7 @@ def tsne_frame(
         ).fit_transform(points)
         norm = np.linalg.norm(true, axis=1) * np.linalg.norm(imputed, axis=1)
         cosine = (true * imputed).sum(1) / np.maximum(norm, 1e-12)
+        r2 = centred_r2(true, imputed)
         parts.append(
             pl.DataFrame(
                 {
@@ -124,6 +132,7 @@ def tsne_frame(
                     "tsne_1": xy[:, 0],
                     "tsne_2": xy[:, 1],
                     "cosine": np.concatenate([cosine, cosine]).astype(np.float64),
+                    "r2": np.full(2 * n, r2, dtype=np.float64),
                 }
             )
         )
@@ -143,8 +152,8 @@ def fig8_plot(data: pl.DataFrame, style: ReportStyle = DEFAULT_STYLE) -> Any:
             s = part.filter(pl.col("kind") == kind)
             ax.scatter(s["tsne_1"], s["tsne_2"], s=style.marker_size**2 / 2, color=color, alpha=0.7,
                        label=kind, linewidths=0)  # fmt: skip
-        cos = float(part.filter(pl.col("kind") == "true")["cosine"].mean())
-        ax.set_title(f"{m} (mean cos {cos:.2f})")
+        true = part.filter(pl.col("kind") == "true")
+        ax.set_title(f"{m} (mean cos {float(true['cosine'].mean()):.2f}, R² {float(true['r2'][0]):.2f})")
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][0].legend(loc="best", markerscale=2)

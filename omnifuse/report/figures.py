@@ -274,7 +274,8 @@ def fig6(tidy: pl.DataFrame, style: ReportStyle = DEFAULT_STYLE) -> tuple[Any, p
 # ----- Figure 7 -----
 def fig7_data(history: pl.DataFrame) -> pl.DataFrame:
     """Per-epoch mean ± std over folds: panel ``imputation similarity`` (``imp_cos`` as "all
-    modalities", ``imp_cos_<m>`` as <m>) and panel ``validation AUROC`` (``val_auroc``)."""
+    modalities", ``imp_cos_<m>`` as <m>), panel ``imputation R²`` (the centred measure: ``imp_r2`` and
+    ``imp_r2_<m>``, when the history has them) and panel ``validation AUROC`` (``val_auroc``)."""
     if "imp_cos" not in history.columns:
         raise ReportError(
             "fig7: the run's history has no imputation similarity (imp_cos); use an OmniFuse run with "
@@ -288,6 +289,13 @@ def fig7_data(history: pl.DataFrame) -> pl.DataFrame:
         for c in history.columns
         if c.startswith("imp_cos_")
     ]
+    if "imp_r2" in history.columns:
+        columns.append(("imputation R²", "imp_r2", "all modalities"))
+        columns += [
+            ("imputation R²", c, c.removeprefix("imp_r2_"))
+            for c in history.columns
+            if c.startswith("imp_r2_")
+        ]
     columns.append(("validation AUROC", "val_auroc", "validation AUROC"))
     parts = [
         history.select(
@@ -303,11 +311,16 @@ def fig7_data(history: pl.DataFrame) -> pl.DataFrame:
 def fig7(history: pl.DataFrame, style: ReportStyle = DEFAULT_STYLE) -> tuple[Any, pl.DataFrame]:
     data = fig7_data(history)
     plt = _pyplot(style)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(style.fig_width, style.fig_height * 1.6), sharex=True)
-    for ax, panel, ylabel in (
-        (top, "imputation similarity", "cosine similarity\n(imputed vs true)"),
-        (bottom, "validation AUROC", "validation AUROC"),
-    ):
+    panels = [
+        ("imputation similarity", "cosine similarity\n(imputed vs true)"),
+        ("imputation R²", "centred R²\n(imputed vs true)"),
+        ("validation AUROC", "validation AUROC"),
+    ]
+    panels = [p for p in panels if p[0] in set(data["panel"].to_list())]
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(style.fig_width, style.fig_height * 0.8 * len(panels)), sharex=True
+    )
+    for ax, (panel, ylabel) in zip(axes, panels, strict=True):
         part = data.filter(pl.col("panel") == panel)
         series = list(dict.fromkeys(part["series"].to_list()))
         for color, name in zip(_colors(style, len(series)), series, strict=True):
@@ -320,7 +333,7 @@ def fig7(history: pl.DataFrame, style: ReportStyle = DEFAULT_STYLE) -> tuple[Any
         ax.grid(alpha=0.3)
         if len(series) > 1:
             ax.legend(loc="lower right")
-    bottom.set_xlabel("epoch")
+    axes[-1].set_xlabel("epoch")
     fig.tight_layout()
     return fig, data
 

@@ -18,11 +18,14 @@ from typing import Any
 
 import yaml
 
+from omnifuse.formats.cohort import MODALITIES
 from omnifuse.methods.base import coerce
 
 COHORT_MODES = ("paired", "all")
 EARLY_STOPPING = ("auroc", "loss")
 DEVICES = ("cpu", "cuda", "auto")
+PRECISIONS = ("fp32", "bf16", "auto")
+OTHERS = "others"  # train.normalize key for every modality without its own entry
 
 
 @dataclass
@@ -41,9 +44,14 @@ class TrainConfig:
     missing_rate: float = 0.0  # simulated missingness: P(a sample loses a modality), train and test
     missing_modality: str = "random"  # the modality removed at missing_rate, or "random" (one per sample)
     missing_seed: int = 0  # seed of the simulated missingness (independent of `seed`)
-    normalize: tuple[str, ...] = ("ehr=ehr_zscore",)  # per-fold input normalisation, modality=normalizer
+    # per-fold input normalisation, modality=normalizer ("others": every modality without its own
+    # entry); [ehr=ehr_zscore] leaves the image and token caches as extracted
+    normalize: tuple[str, ...] = ("ehr=ehr_zscore", "others=zscore")
     threads: int = 1  # torch CPU threads per process (parallelise over folds / jobs instead)
     device: str = "cpu"  # "cpu", "cuda" or "auto" (CUDA when available)
+    # training steps in "fp32", under "bf16" autocast, or "auto": bf16 where the CPU (AMX, AVX512-BF16)
+    # or GPU has native bf16 kernels, else fp32; evaluation always runs in fp32
+    precision: str = "auto"
     deterministic: bool = True  # torch deterministic algorithms on CUDA (CPU kernels used here are)
     progress: bool = False  # progress bars
 
@@ -54,6 +62,8 @@ class TrainConfig:
             raise ValueError(
                 f"train.early_stopping must be one of {EARLY_STOPPING}, got {self.early_stopping!r}"
             )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.device not in DEVICES:
             raise ValueError(f"train.device must be one of {DEVICES}, got {self.device!r}")
         if not 0.0 <= self.missing_rate <= 0.9:
@@ -66,8 +76,12 @@ class TrainConfig:
         if self.patience < 1:
             raise ValueError(f"train.patience must be >= 1, got {self.patience}")
         for item in self.normalize:
-            if "=" not in item:
-                raise ValueError(f"train.normalize entries are modality=normalizer, got {item!r}")
+            key = item.split("=", 1)[0]
+            if "=" not in item or key not in (*MODALITIES, OTHERS):
+                raise ValueError(
+                    f"train.normalize entries are <modality>=<normalizer> with a modality of {MODALITIES} "
+                    f"or {OTHERS!r}, got {item!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -83,9 +97,11 @@ class TrainConfig:
         cfg.validate()
         return cfg
 
-    def normalizers(self) -> dict[str, str]:
-        """``{"ehr": "ehr_zscore"}`` from the ``normalize`` entries."""
-        return dict(item.split("=", 1) for item in self.normalize)
+    def normalizer_for(self, modality: str) -> str:
+        """The normaliser of ``modality``: its own ``normalize`` entry, else the ``others`` entry, else
+        ``none``."""
+        named = dict(item.split("=", 1) for item in self.normalize)
+        return named.get(modality, named.get(OTHERS, "none"))
 
 
 def _plain(value: Any) -> Any:

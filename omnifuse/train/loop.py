@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from omnifuse.features.runtime import cpu_supports_bf16
 from omnifuse.formats.checkpoint import make_checkpoint
 from omnifuse.methods.base import Batch, FusionMethod, MethodConfig, ModelSpec
 from omnifuse.methods.registry import build_method
@@ -43,6 +44,14 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("train.device=cuda but no CUDA device is available")
     return torch.device(name)
+
+
+def resolve_precision(cfg: TrainConfig, device: torch.device) -> str:
+    """The precision of the training steps (``train.precision``; ``auto``: bf16 where supported)."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    supported = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_supports_bf16()
+    return "bf16" if supported else "fp32"
 
 
 def setup_torch(cfg: TrainConfig, device: torch.device) -> None:
@@ -77,8 +86,14 @@ class FitContext:
     cfg: TrainConfig
     device: torch.device
     generator: torch.Generator  # for method-side randomness (e.g. OGM-GE noise), seeded per fold
+    precision: str = "fp32"  # of the training steps (and of training-time work such as TLA mining)
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    def autocast(self) -> torch.autocast:
+        """The training steps' precision: bf16 autocast, or a no-op for fp32. Evaluation (validation,
+        test, the reported imputation quality) runs outside it, in fp32."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def batches(
         self,
@@ -161,12 +176,13 @@ def evaluate_rows(
 def fit_normalizers(
     data: RunData, train_idx: np.ndarray, cfg: TrainConfig
 ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
-    """Per-fold inputs: each configured modality normalised with statistics of the training rows where
-    it is present. Returns the inputs and the normalisers' states (for the checkpoint)."""
+    """Per-fold inputs: each modality normalised (``train.normalize``) with statistics of the training
+    rows where it is present. Returns the inputs and the normalisers' states (for the checkpoint)."""
     inputs = dict(data.x)
     states: dict[str, dict[str, Any]] = {}
-    for m, name in cfg.normalizers().items():
-        if m not in data.modalities:
+    for m in data.modalities:
+        name = cfg.normalizer_for(m)
+        if name == "none":
             continue
         norm = get_normalizer(name)
         j = data.modalities.index(m)
@@ -206,6 +222,7 @@ def fit_fold(
     cfg.validate()
     device = resolve_device(cfg.device)
     setup_torch(cfg, device)
+    precision = resolve_precision(cfg, device)
     t_start = time.perf_counter()
     test = np.flatnonzero(data.folds == fold)
     pool = np.flatnonzero(data.folds != fold)
@@ -240,7 +257,9 @@ def fit_fold(
     inputs, norm_states = fit_normalizers(data, train, cfg)
     as_t = lambda a: torch.as_tensor(a, dtype=torch.long)  # noqa: E731
     generator = torch.Generator().manual_seed(fold_seed(cfg.seed, fold, 3))
-    ctx = FitContext(data, inputs, as_t(train), as_t(val), as_t(holdout), as_t(test), cfg, device, generator)
+    ctx = FitContext(
+        data, inputs, as_t(train), as_t(val), as_t(holdout), as_t(test), cfg, device, generator, precision
+    )
     log.info(
         "fold %d: %s on %s, %d train / %d inner-val / %d held-out / %d test samples",
         fold, method, "+".join(data.inputs), train.size, val.size, holdout.size, test.size,
@@ -264,7 +283,8 @@ def fit_fold(
         for batch in ctx.batches(
             ctx.train_idx, targets=True, shuffle=True, batch_size=cfg.batch_size, generator=batch_gen
         ):
-            out = model(batch)
+            with ctx.autocast():
+                out = model(batch)
             if out.loss is None:
                 raise RuntimeError(f"method {method} returned no loss for a labelled training batch")
             optimizer.zero_grad(set_to_none=True)
@@ -330,6 +350,7 @@ def fit_fold(
         "missing_rate": cfg.missing_rate,
         "missing_modality": cfg.missing_modality,
         "cohort_mode": cfg.cohort_mode,
+        "precision": precision,
     }
     checkpoint = make_checkpoint(
         model, method, method_cfg, cfg.to_dict(), norm_states, data.meta, fold, best_epoch

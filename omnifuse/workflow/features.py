@@ -55,6 +55,7 @@ def feature_options(config: dict[str, Any], dataset: str, modality: str) -> dict
             text_model=text["model"],
             tokenizer=text["tokenizer"],
             max_tokens=text["max_tokens"],
+            max_words=text["max_words"],
             window_overlap=text["window_overlap"],
             section=text["section"],
             fallback=text["fallback"],
@@ -67,6 +68,8 @@ def feature_options(config: dict[str, Any], dataset: str, modality: str) -> dict
         batch_size=features["image"]["batch_size"],
         image_size=features[modality]["size"],
     )
+    if modality == "cxr":
+        opts.update(decode=features["cxr"]["decode"])
     if modality in ("ct", "pet"):
         volume = features[modality]
         opts.update(

@@ -4,11 +4,11 @@ A *run* (:class:`omnifuse.formats.run.Run`) is one method variant, cross-validat
 with one modality combination and one simulated-missingness setting.
 
 Variants are methods with fixed settings: every registered method under its own name, the Table 4
-ablation rows of OmniFuse as ``omnifuse-b`` ... ``omnifuse-e`` (row (f), all four parts, is plain
-``omnifuse``; row (b), DWFuse alone, is Table 3's DWFuse column; row (a), every part off, is trained as
-``concat``, which it equals exactly: same initialisation, same loss, same predictions, as a test checks)
-and ``omnifuse-noimp`` (OmniFuse without forward/backward imputation, the "without imputation" curves
-of Figures 5 and 6).
+ablation rows of OmniFuse as ``omnifuse-a`` ... ``omnifuse-e`` (row (f), all four parts, is plain
+``omnifuse``; row (b), DWFuse alone, is Table 3's DWFuse column; row (a), every part off, is
+concatenation trained with OmniFuse's modality dropout, so that each row adds one part to the same
+training) and ``omnifuse-noimp`` (OmniFuse without forward/backward imputation, the "without
+imputation" curves of Figures 5 and 6). Every OmniFuse variant uses the same modality dropout.
 """
 
 from __future__ import annotations
@@ -39,18 +39,17 @@ METHOD_LABELS = {
 def variants() -> dict[str, tuple[str, dict[str, Any]]]:
     """Variant name -> (method, fixed method settings)."""
     out: dict[str, tuple[str, dict[str, Any]]] = {name: (name, {}) for name in METHOD_NAMES}
-    for row in "bcde":
+    for row in "abcde":
         out[f"omnifuse-{row}"] = ("omnifuse", dict(ABLATIONS[row]))
     out["omnifuse-noimp"] = ("omnifuse", {"imp_fw": False, "imp_bw": False})
     return out
 
 
 def table4_variant(row: str) -> str:
-    """Variant of a Table 4 row: (a) is ``concat`` (OmniFuse with every part off is exactly it), (f) is
-    ``omnifuse``, the others ``omnifuse-<row>``."""
+    """Variant of a Table 4 row: (f) is ``omnifuse``, the others ``omnifuse-<row>``."""
     if row not in TABLE4_ROWS:
         raise ValueError(f"Table 4 rows are {TABLE4_ROWS}, got {row!r}")
-    return {"a": "concat", "f": "omnifuse"}.get(row, f"omnifuse-{row}")
+    return "omnifuse" if row == "f" else f"omnifuse-{row}"
 
 
 def combos(modalities: Sequence[str], min_size: int = 1) -> list[str]:

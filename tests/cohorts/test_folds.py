@@ -84,3 +84,11 @@ def test_split_file_by_patient_or_sample(tmp_path):
     path.write_text("hadm_id,fold\n1,0\n")
     with pytest.raises(ValueError, match="needs a 'fold' column and one of the id columns"):
         assign_folds(frame, ["y_ihm"], "binary", 3, split_file=path)
+
+
+def test_a_sample_keyed_split_that_splits_a_patient_is_rejected_naming_the_patient(tmp_path):
+    frame = pl.DataFrame({"sample_id": ["1", "2", "3"], "patient_id": ["a", "a", "b"], "y_ihm": [0, 1, 0]})
+    path = tmp_path / "split.csv"
+    path.write_text("stay_id,fold\n1,2\n2,1\n3,0\n")
+    with pytest.raises(ValueError, match=r"patient 'a' has samples in folds \[1, 2\]"):
+        assign_folds(frame, ["y_ihm"], "binary", 3, split_file=path)

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from omnifuse.features.images import load_grey_image, resize_slices
-from omnifuse.features.resnet import ImageEncoder, build_resnet34, sha256_file
-from omnifuse.features.runtime import Runtime, batch_pieces, resolve_runtime
+from omnifuse.features.rep import ReportReader
+from omnifuse.features.resnet import ImageEncoder, build_resnet34
+from omnifuse.features.runtime import Runtime, batch_pieces, resolve_runtime, sha256_file
 from omnifuse.features.text_model import (
     RANDOM_ZH,
     TextEncoder,
@@ -239,3 +240,19 @@ def test_slice_resizing():
     out = resize_slices(slices, 32)
     assert out.shape == (2, 1, 32, 32) and out.dtype == torch.float16
     assert float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_reports_are_cut_to_max_words_and_both_counts_are_noted(minilm, tmp_path):
+    tokenizer, _, _ = minilm
+    planner = WindowPlanner(tokenizer, max_tokens=32, positions=512, overlap=4)
+    reader = ReportReader(planner, section="whole", max_words=30)
+    words = [f"opacity{i % 7} in the left lower lobe" for i in range(20)]  # 6 words each: 120 words
+    path = tmp_path / "report.txt"
+    path.write_text(" ".join(words))
+    loaded = reader.load(path)
+    assert loaded.payload.split() == " ".join(words).split()[:30]
+    n_tokens = planner.n_tokens(loaded.payload)
+    assert f"120 words, cut to 30; {n_tokens} tokens, cut to 32" in loaded.note
+    assert n_tokens > 32  # 30 words of this text are more than 32 WordPiece tokens: both cuts apply
+    unlimited = ReportReader(planner, section="whole", max_words=0).load(path)
+    assert "words" not in unlimited.note and len(unlimited.payload.split()) == 120

@@ -192,18 +192,21 @@ def test_natural_missingness_determinism_and_checkpoint_round_trip(natural_missi
         np.testing.assert_allclose(joined[c], joined[f"{c}_p"], rtol=1e-5, atol=1e-6)
 
 
-def test_sum_is_the_sum_of_per_modality_linear_heads():
+def test_sum_is_one_head_on_the_summed_embeddings_unlike_concat():
     spec = ModelSpec(("cxr", "rep"), ("cxr", "rep"), {"cxr": (1, 12), "rep": (5, 10)}, "multiclass", 3)
     torch.manual_seed(0)
     model = build_method("sum", spec, {"d": 8, "attn_hidden": 4})
     batch = pattern_batch(spec)
     out = model(batch)
     v = model.embed(batch).inputs
-    heads = [model.heads[m](v[:, i]) for i, m in enumerate(spec.modalities)]
-    assert all(isinstance(model.heads[m], torch.nn.Linear) for m in spec.modalities)
-    torch.testing.assert_close(out.modality_logits, torch.stack(heads, 1))
-    torch.testing.assert_close(out.logits, heads[0] + heads[1])
-    assert out.modality_mask.equal(batch.observed)
+    assert isinstance(model.head, torch.nn.Linear) and model.head.in_features == 8
+    torch.testing.assert_close(out.logits, model.head(v.sum(1)))
+    # the sum does not know which modality an embedding came from; concatenation does
+    torch.testing.assert_close(model.head(v.flip(1).sum(1)), out.logits)
+    torch.manual_seed(0)
+    concat = build_method("concat", spec, {"d": 8, "attn_hidden": 4})
+    vc = concat.embed(batch).inputs
+    assert not torch.allclose(concat.head(vc.flatten(1)), concat.head(vc.flip(1).flatten(1)))
 
 
 def test_unimodal_is_one_encoder_and_head_and_refuses_other_combinations(toy_runs):

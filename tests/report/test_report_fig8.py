@@ -10,7 +10,7 @@ import torch
 
 from omnifuse.cli import main
 from omnifuse.report.collect import ReportError
-from omnifuse.report.embeddings import select_rows, true_and_imputed, tsne_frame
+from omnifuse.report.embeddings import centred_r2, select_rows, true_and_imputed, tsne_frame
 from omnifuse.synth.toy import ToySpec, make_toy_run
 from omnifuse.train import train
 
@@ -49,6 +49,16 @@ def test_tsne_is_deterministic():
     first = tsne_frame(ids, emb, perplexity=5)
     assert first.equals(tsne_frame(ids, emb, perplexity=5))
     assert first["kind"].to_list() == ["true"] * 20 + ["imputed"] * 20
+
+
+def test_centred_r2_is_zero_for_the_mean_and_one_for_exact_imputation():
+    rng = np.random.default_rng(0)
+    true = 5.0 + rng.normal(size=(50, 8))  # a large shared component: cosine near 1 for the mean
+    mean = np.repeat(true.mean(0, keepdims=True), 50, axis=0)
+    assert centred_r2(true, true) == 1.0
+    assert abs(centred_r2(true, mean)) < 1e-12
+    cos = (true * mean).sum(1) / (np.linalg.norm(true, axis=1) * np.linalg.norm(mean, axis=1))
+    assert cos.mean() > 0.9
 
 
 def test_true_and_imputed_embeddings_of_test_samples(trained):

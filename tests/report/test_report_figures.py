@@ -80,7 +80,7 @@ def _history(fold, epochs=6):
     return [
         {"epoch": e, "loss_total": 1.0 / e, "val_auroc": 0.6 + 0.02 * e + 0.01 * fold, "val_auprc": 0.5,
          "val_loss": 0.5, "imp_cos": 0.1 * e, "imp_cos_ehr": 0.1 * e - 0.05, "imp_cos_cxr": 0.1 * e + 0.05,
-         "lazy": "ehr"}
+         "imp_r2": 0.05 * e, "imp_r2_ehr": 0.05 * e, "imp_r2_cxr": 0.05 * e, "lazy": "ehr"}
         for e in range(1, epochs + 1 - fold % 2)
     ]  # fmt: skip
 
@@ -92,6 +92,9 @@ def test_fig7_mean_over_folds_that_reached_each_epoch(tmp_path):
     )  # fmt: skip
     data = fig7_data(read_histories(run_dir))
     assert set(data["series"]) == {"all modalities", "ehr", "cxr", "validation AUROC"}
+    assert set(data["panel"]) == {"imputation similarity", "imputation R²", "validation AUROC"}
+    r2 = data.filter((pl.col("panel") == "imputation R²") & (pl.col("series") == "all modalities")).sort("x")
+    assert r2["mean"][0] == pytest.approx(0.05)
     val = data.filter(pl.col("series") == "validation AUROC").sort("x")
     assert val["n_folds"].to_list() == [3, 3, 3, 3, 3, 2]
     assert val["mean"][0] == pytest.approx(0.62 + 0.01)

@@ -182,7 +182,7 @@ def test_table3_missing_method_run_is_a_clear_error(tmp_path):
 
 
 def test_table4_layout_rows_by_columns(tmp_path):
-    variants = {"a": "concat", "b": "omnifuse-b", "c": "omnifuse-c", "d": "omnifuse-d", "e": "omnifuse-e",
+    variants = {"a": "omnifuse-a", "b": "omnifuse-b", "c": "omnifuse-c", "d": "omnifuse-d", "e": "omnifuse-e",
                 "f": "omnifuse"}  # fmt: skip
     dirs = [
         make_run(tmp_path, Run("lung", "subtype", v, c), list(BASE + 0.01 * i))

