@@ -63,7 +63,7 @@ def cluster_config() -> dict:
     config["cohort"] = {"n_folds": 2}
     volume = {"size": 32, "max_slices": 4}
     config["features"] = {"precision": "fp32", "num_workers": 0, "threads": 1, "ct": volume, "pet": volume}
-    config["train"] = {"max_epochs": 2, "patience": 1, "cohort_mode": "all"}
+    config["train"] = {"max_epochs": 10, "patience": 10, "cohort_mode": "all"}  # folds long enough to catch
     config["encoders"] = {"d": 8, "ehr_hidden": 8, "ehr_layers": 1, "attn_hidden": 4}
     config["methods"] = {"omnifuse": {"cra_hidden": 8, "cra_latent": 4, "k": 2}}
     config["experiments"] = {name: {"enabled": False} for name in ("table2", "table3", "missing", "fig6",
@@ -364,37 +364,50 @@ def wait_state(cluster: Cluster, jobid: str, states: set[str], timeout: float = 
     raise AssertionError(f"SLURM job {jobid} did not reach {states} within {timeout} s")
 
 
+def _suspend(cluster: Cluster, jobid: str) -> bool:
+    """Freeze a job (SIGSTOP to its processes); False if it ended first."""
+    done = subprocess.run(["scontrol", "suspend", jobid], env=cluster.env, capture_output=True)
+    if done.returncode != 0 or wait_state(cluster, jobid, {"SUSPENDED", *FINAL}) != "SUSPENDED":
+        return False
+    time.sleep(0.5)  # SIGSTOP has reached its processes
+    return True
+
+
 def cancel_training_mid_run(
     cluster: Cluster, proc: subprocess.Popen, out: Path, work: Path
 ) -> tuple[str, Path]:
-    """Wait until a running training job has written its first fold, ``scancel`` it before it writes its
-    summary, and return its SLURM id and run directory. To be sure it is cancelled half-way, the job is
-    frozen first (``scontrol suspend``); one that has already finished its summary is passed over."""
+    """``scancel`` a training job between its first fold and its summary; return its SLURM id and run
+    directory. The training jobs' run folders are watched every few milliseconds (squeue, slower, only
+    maps them to job ids) and a job is frozen (``scontrol suspend``) as soon as its first fold appears, so
+    that a fast machine is caught between folds too (the config trains 10 epochs per fold); one that has
+    already written its summary is passed over."""
+    jobs: dict[Path, str] = {}
     passed: set[str] = set()
     deadline = time.monotonic() + 900
+    next_query = 0.0
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"the run ended before a job was cancelled:\n{out.read_text()[-3000:]}")
-        for jobid, comment in cluster.running().items():
-            rule, wildcards = rule_of(comment)
-            if rule != "train" or jobid in passed:
-                continue
-            dataset, task, variant, combo, setting = wildcards.split("_")
-            run_dir = work / "results" / dataset / "runs" / task / variant / combo / setting
-            if not (run_dir / "fold0").is_dir() or (run_dir / "summary.json").exists():
+        if time.monotonic() >= next_query:
+            for jobid, comment in cluster.running().items():
+                rule, wildcards = rule_of(comment)
+                if rule == "train":
+                    dataset, task, variant, combo, setting = wildcards.split("_")
+                    jobs[work / "results" / dataset / "runs" / task / variant / combo / setting] = jobid
+            next_query = time.monotonic() + 0.2
+        for run_dir, jobid in jobs.items():
+            if jobid in passed or not (run_dir / "fold0").is_dir():
                 continue
             passed.add(jobid)
-            suspend = subprocess.run(["scontrol", "suspend", jobid], env=cluster.env, capture_output=True)
-            if suspend.returncode != 0 or wait_state(cluster, jobid, {"SUSPENDED", *FINAL}) != "SUSPENDED":
+            if (run_dir / "summary.json").exists() or not _suspend(cluster, jobid):
                 continue  # it ended meanwhile
-            time.sleep(0.5)  # SIGSTOP has reached its processes
             if (run_dir / "summary.json").exists():
                 cluster.command("scontrol", "resume", jobid)
                 continue
             cluster.command("scancel", jobid)
             assert wait_state(cluster, jobid, FINAL) == "CANCELLED"
             return jobid, run_dir
-        time.sleep(0.1)
+        time.sleep(0.005)
     raise AssertionError("no training job was running between its first fold and its end")
 
 

@@ -151,7 +151,9 @@ def _dry(workdir, *args, snakefile=None, caches=None):
         **os.environ,
         "PYTHONPATH": str(snakefile.parents[1]) if snakefile else os.environ.get("PYTHONPATH", ""),
     }
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    # run from the work folder: `python -m` puts the current folder first on sys.path, which would import
+    # the repository's package instead of the edited copy's
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=workdir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     if caches is not None:
         caches.extend(planned_caches(proc))
