@@ -302,12 +302,9 @@ def _drop_inside_preliminary_reads(
     return out
 
 
-def split_sections(text: str) -> list[Section]:
-    """The report's sections in text order; text before the first heading is ``preamble``.
-
-    Unknown capitalised headings (``other``) do not end a section: they stay in its text."""
-    text = normalise_text(text)
-    heads = _drop_inside_preliminary_reads([h for h in _headings(text) if h[2] != "other"])
+def _split_at(text: str, heads: list[tuple[int, int, str, str]]) -> list[Section]:
+    """The sections of ``text`` between ``heads`` (start, end, name, raw heading), in order, with a
+    ``preamble`` for any text before the first heading."""
     sections: list[Section] = []
     if not heads or heads[0][0] > 0:
         end = heads[0][0] if heads else len(text)
@@ -316,6 +313,15 @@ def split_sections(text: str) -> list[Section]:
         stop = heads[i + 1][0] if i + 1 < len(heads) else len(text)
         sections.append(Section(name, raw, clean_section_text(text[end:stop]), end))
     return sections
+
+
+def split_sections(text: str) -> list[Section]:
+    """The report's sections in text order; text before the first heading is ``preamble``.
+
+    Unknown capitalised headings (``other``) do not end a section: they stay in its text."""
+    text = normalise_text(text)
+    heads = _drop_inside_preliminary_reads([h for h in _headings(text) if h[2] != "other"])
+    return _split_at(text, heads)
 
 
 def _usable(sections: list[Section], names: tuple[str, ...]) -> tuple[list[str], int]:
@@ -394,14 +400,7 @@ def split_zh_sections(text: str) -> list[Section]:
         if heads and item[0] < heads[-1][1]:
             continue
         heads.append(item)
-    sections: list[Section] = []
-    if not heads or heads[0][0] > 0:
-        end = heads[0][0] if heads else len(text)
-        sections.append(Section("preamble", "", clean_section_text(text[:end]), 0))
-    for i, (_, end, name, raw) in enumerate(heads):
-        stop = heads[i + 1][0] if i + 1 < len(heads) else len(text)
-        sections.append(Section(name, raw, clean_section_text(text[end:stop]), end))
-    return sections
+    return _split_at(text, heads)
 
 
 def extract_diagnosis(text: str, fallback: str = "none") -> Extracted:
