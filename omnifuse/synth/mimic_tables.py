@@ -25,6 +25,7 @@ from omnifuse.synth.mimic_events import (
     format_numbers,
     lab_chunk,
     text_column,
+    vital_offsets,
 )
 from omnifuse.synth.population import CAREUNITS, DAY, MINUTE, Population
 from omnifuse.synth.rng import keyed_rng
@@ -293,12 +294,15 @@ def write_chartevents(
     columns = MIMIC_IV_LAYOUTS[layout]["icu/chartevents"]
     st = pop.stays
     total = 0
+    offsets = vital_offsets(seed, pop.n_stays)
     with gzip_writer(path) as gz:
         chunks = range(0, pop.n_stays, CHART_CHUNK)
         for c, start in enumerate(tqdm(chunks, desc="chartevents", unit="chunk", disable=not progress)):
             index = np.arange(start, min(start + CHART_CHUNK, pop.n_stays))
             rng = keyed_rng(seed, "chartevents", c)
-            ev = chart_chunk(StayChunk.from_population(pop, index), rng, ehr_signal, error_rate).arrays()
+            ev = chart_chunk(
+                StayChunk.from_population(pop, index, offsets), rng, ehr_signal, error_rate
+            ).arrays()
             pos = index[ev["stay"]]
             n = len(pos)
             frame = _event_frame(st["subject_id"][pos], ev, rng).with_columns(
