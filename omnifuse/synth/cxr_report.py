@@ -570,7 +570,16 @@ def _normal_sentences(f: CxrFindings, rng: np.random.Generator) -> list[str]:
     return out
 
 
-def _describe(f: CxrFindings, rng: np.random.Generator) -> tuple[list[str], list[str], list[str]]:
+GENERIC_DEVICES = (
+    "Support devices are unchanged in position.",
+    "Lines and tubes are in unchanged position.",
+    "Monitoring and support devices are stable.",
+)
+
+
+def _describe(
+    f: CxrFindings, rng: np.random.Generator, generic_devices: bool = False
+) -> tuple[list[str], list[str], list[str]]:
     """Sentences for the FINDINGS paragraph, plus impression phrases for findings and for devices."""
     device_text = [_device_sentence(d, rng) for d in f.devices]
     finding_text = [(name, *writer(f, rng)) for name, writer in _FINDING_WRITERS if getattr(f, name) > 0]
@@ -579,6 +588,8 @@ def _describe(f: CxrFindings, rng: np.random.Generator) -> tuple[list[str], list
         positive = positive[-1:] + positive[:-1] if f.cardiomegaly > 0 else positive
     negatives = _normal_sentences(f, rng)
     devices = [sentence for sentence, _ in device_text]
+    if generic_devices:  # devices the reader does not name one by one
+        devices.append(_pick(rng, GENERIC_DEVICES))
     sentences = devices + positive + negatives if _chance(rng, 0.8) else positive + negatives + devices
     if f.habitus > 0.4 and _chance(rng, 0.3 + 0.6 * f.habitus):
         limited = _pick(
@@ -679,13 +690,16 @@ def write_report(
     has_prior: bool,
     rng: np.random.Generator,
     no_findings_section_prob: float = 0.1,
+    generic_devices: bool = False,
 ) -> str:
     """A realistic MIMIC-CXR report text (ends with a newline) describing ``findings``.
 
     ``views`` are the study's images (for EXAMINATION/TECHNIQUE), ``indication`` the clinical reason
     (e.g. ``"hypoxia"``), ``has_prior`` whether a comparison study exists. With probability
     ``no_findings_section_prob`` the report has no FINDINGS section and its IMPRESSION carries the
-    full description. Deterministic for a given ``rng`` state.
+    full description. ``generic_devices``: the study has support devices that ``findings`` leaves out;
+    the report mentions them without naming them (``Lines and tubes are in unchanged position.``), as
+    follow-up ICU reports often do. Deterministic for a given ``rng`` state.
     """
     if not 0.0 <= no_findings_section_prob <= 1.0:
         raise ValueError(f"no_findings_section_prob must be in [0, 1], got {no_findings_section_prob}")
@@ -693,7 +707,7 @@ def write_report(
     width = int(rng.integers(70, 80))
     has_findings = rng.random() >= no_findings_section_prob
     combined = has_findings and _chance(rng, 0.08)
-    sentences, finding_phrases, device_phrases = _describe(findings, rng)
+    sentences, finding_phrases, device_phrases = _describe(findings, rng, generic_devices)
 
     lines: list[str] = []
     if _chance(rng, 0.06):

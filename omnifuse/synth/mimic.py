@@ -274,10 +274,13 @@ def _write_ground_truth(
         if not stays_cxr:
             break
         found = [getattr(x, attr) for x in stays_cxr]
-        for name in SEVERITY_FIELDS:
+        for name in (*SEVERITY_FIELDS, "habitus"):
             columns[f"{prefix}_{name}"] = np.array([getattr(f, name) for f in found], dtype=np.float64)
         for device in DEVICES:
             columns[f"{prefix}_{device}"] = np.array([device in f.devices for f in found])
+    if stays_cxr:  # devices the reports mention only as "lines and tubes" (on follow-up studies)
+        unnamed = [bool(set(x.findings.devices) - set(x.read.devices)) for x in stays_cxr]
+        columns["rep_unnamed_devices"] = np.array(unnamed)
     pl.DataFrame(columns).write_parquet(path, statistics=False)
 
 
@@ -296,7 +299,8 @@ EHR_LATENT = (
     "ventilated",
     "deterioration_48h",
 )
-CXR_LATENT = (*SEVERITY_FIELDS, *DEVICES)
+CXR_LATENT = (*SEVERITY_FIELDS, "habitus", *DEVICES)
+REP_LATENT = (*CXR_LATENT, "unnamed_devices")
 
 
 def latent_views(root: str | Path) -> dict[str, pl.DataFrame]:
@@ -311,8 +315,10 @@ def latent_views(root: str | Path) -> dict[str, pl.DataFrame]:
       ventilation, and ``deterioration_48h`` (the mean of the pre-death deterioration ramp over the
       first 48 h, 0 for survivors);
     * ``cxr``: the stay's chest findings as drawn (severity in [0, 1] of each of ``SEVERITY_FIELDS``,
-      0/1 for each support device of the ICU phase), before per-study variation and image artifacts;
-    * ``rep``: the same for what the radiologists report (after omissions and false positives).
+      the body habitus, 0/1 for each support device of the ICU phase), before per-study variation and
+      image artifacts;
+    * ``rep``: the same for what the radiologists report (after omissions and false positives), plus
+      ``unnamed_devices`` (devices left unnamed, which follow-up reports mention as "lines and tubes").
 
     Synthetic data only: an upper bound of what encoders on the files can reach ("oracle").
     """
@@ -334,8 +340,8 @@ def latent_views(root: str | Path) -> dict[str, pl.DataFrame]:
     ehr["ventilated"] = vent
     ehr["deterioration_48h"] = truth["deterioration_48h"].to_numpy()
     views = {"ehr": pl.DataFrame({"sample_id": ids, **ehr}).select("sample_id", *EHR_LATENT)}
-    for modality in ("cxr", "rep"):
-        cols = [f"{modality}_{name}" for name in CXR_LATENT]
+    for modality, latent in (("cxr", CXR_LATENT), ("rep", REP_LATENT)):
+        cols = [f"{modality}_{name}" for name in latent]
         if all(c in truth.columns for c in cols):
             frame = truth.select(
                 pl.col(c).cast(pl.Float64).alias(c.removeprefix(f"{modality}_")) for c in cols

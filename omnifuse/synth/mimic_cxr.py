@@ -100,7 +100,9 @@ def schedule_studies(pop: Population, opts: CxrOptions) -> pl.DataFrame:
         rows.append((s, t, phase))
 
     window_end = np.minimum(intime + 48 * HOUR, outtime)
-    draw(rng.random(n) < opts.availability, intime + 10 * MINUTE, window_end, "window", two=0.2)
+    # a stay spending less than a day in the ICU is less likely to be filmed there
+    exposure = np.clip((window_end - intime) / (24 * HOUR), 0.0, 1.0)
+    draw(rng.random(n) < opts.availability * exposure, intime + 10 * MINUTE, window_end, "window", two=0.2)
     draw(rng.random(n) < 0.4, intime - 8 * HOUR, intime - 10 * MINUTE, "ed")
     draw((rng.random(n) < 0.5) & (outtime - intime > 60 * HOUR), intime + 49 * HOUR, outtime, "icu_late", 0.3)
     draw(rng.random(n) < 0.2, outtime + HOUR, disch, "ward")
@@ -334,6 +336,7 @@ def build_studies(
             has_prior=subject in seen_subjects,
             rng=rng,
             no_findings_section_prob=opts.no_findings_section_prob,
+            generic_devices=bool(set(findings.devices) - set(read.devices)) and subject in seen_subjects,
         )
         seen_subjects.add(subject)
         path = reports_root / cxr_report_path(subject, study_id)

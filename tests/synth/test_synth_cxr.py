@@ -438,6 +438,24 @@ def test_diffuse_opacity_is_graded_by_extent():
         assert re.search("extensive|severe|white-out", severe, re.IGNORECASE)
 
 
+def test_unnamed_devices_are_mentioned_generically():
+    for seed in range(30):
+        text = write_report(
+            CxrFindings(effusion=0.4),
+            views=("AP",),
+            age=70,
+            gender="M",
+            indication="hypoxia",
+            has_prior=True,
+            rng=np.random.default_rng(seed),
+            no_findings_section_prob=0.0,
+            generic_devices=True,
+        )
+        body = described_text(text)
+        assert re.search(r"(devices|lines and tubes)[^.]*(unchanged|stable)", body, re.IGNORECASE)
+        assert not any(re.search(p, body, re.IGNORECASE) for p in DEVICE_KEYWORDS.values())
+
+
 def test_normal_report():
     for seed in range(30):
         text = report(CxrFindings(), seed)

@@ -20,7 +20,14 @@ from omnifuse.cohorts.mimic.schema import (
     cxr_report_path,
 )
 from omnifuse.cohorts.phenotypes import load_phenotypes
-from omnifuse.synth.mimic import CXR_LATENT, EHR_LATENT, MimicSynthConfig, generate_mimic, latent_views
+from omnifuse.synth.mimic import (
+    CXR_LATENT,
+    EHR_LATENT,
+    REP_LATENT,
+    MimicSynthConfig,
+    generate_mimic,
+    latent_views,
+)
 from omnifuse.synth.population import PHENOTYPE_KEYS
 from tests.helpers import tree_digest
 
@@ -299,7 +306,7 @@ def test_latent_views_one_row_per_stay_with_the_documented_columns(hospital):
     views = latent_views(root)
     assert set(views) == {"ehr", "cxr", "rep"}
     stays = read(root / "mimic-iv" / "icu" / "icustays.csv.gz")["stay_id"].cast(pl.String)
-    for name, columns in (("ehr", EHR_LATENT), ("cxr", CXR_LATENT), ("rep", CXR_LATENT)):
+    for name, columns in (("ehr", EHR_LATENT), ("cxr", CXR_LATENT), ("rep", REP_LATENT)):
         frame = views[name]
         assert frame.columns == ["sample_id", *columns], name
         assert frame["sample_id"].dtype == pl.String
