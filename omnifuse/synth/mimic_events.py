@@ -400,6 +400,16 @@ def _spo2_fraction_and_errors(buf: EventBuffer, rng: np.random.Generator, error_
             values[j] = choices[int(rng.integers(len(choices)))]
 
 
+def _previous_discharge(adm: dict[str, np.ndarray]) -> np.ndarray:
+    """Per admission, the discharge time of the same subject's previous admission (int64 min if none)."""
+    subject, admit, disch = adm["subject_id"], adm["admittime"], adm["dischtime"]
+    order = np.lexsort((admit, subject))
+    prev = np.full(len(subject), np.iinfo(np.int64).min, dtype=np.int64)
+    same = subject[order][1:] == subject[order][:-1]
+    prev[order[1:]] = np.where(same, disch[order][:-1], np.iinfo(np.int64).min)
+    return prev
+
+
 def lab_chunk(
     pop: Population, adm_index: np.ndarray, rng: np.random.Generator, ehr_signal: float
 ) -> tuple[EventBuffer, np.ndarray]:
@@ -468,7 +478,8 @@ def lab_chunk(
     s = np.repeat(np.arange(n), k)
     t = start[s] - (rng.uniform(1, 30, len(s)) * 24 * HOUR).astype(np.int64)
     t -= t % MINUTE
-    chemistry(s, t, True)
+    after = t > _previous_discharge(adm)[adm_index][s]  # not inside the subject's previous admission
+    chemistry(s[after], t[after], True)
     return buf, np.concatenate(outpatient) if outpatient else np.zeros(0, bool)
 
 
