@@ -66,7 +66,7 @@ class MimicSynthConfig:
     cxr_signal: float = 1.0  # how strongly X-ray findings follow the latent state
     cxr_availability: float = 0.9  # fraction of stays with a study in [intime, intime + 48 h]
     cxr_artifact_rate: float = 0.2  # fraction of images degraded by heavy artifacts
-    report_omission: float = 0.25  # P(a present finding is not reported)
+    report_omission: float = 0.4  # P(a present finding is not reported)
     report_false_positive: float = 0.03  # P(an absent finding is reported)
     no_findings_section_prob: float = 0.1  # reports with IMPRESSION only
     transfer_rate: float = 0.08  # stays whose last care unit differs from the first

@@ -100,10 +100,10 @@ SEVERITY_WEIGHTS = {
     "liver": 0.3,
 }
 # Independent components of severity (weights before standardisation; the phenotype part has sd ~0.9).
-SEVERITY_COMPONENTS = {"physiology": 0.8, "lung_injury": 1.3, "unobserved": 0.5}
+SEVERITY_COMPONENTS = {"physiology": 0.8, "lung_injury": 1.8, "unobserved": 0.5}
 # Diffuse lung injury: from the acute respiratory and infection factors plus its own part (standardised).
 LUNG_INJURY_LOADINGS = {"respiratory": 0.5, "infection": 0.3, "own": 1.0}
-MORTALITY_SEVERITY_SLOPE = 2.4
+MORTALITY_SEVERITY_SLOPE = 2.6
 
 CAREUNITS = (
     "Medical Intensive Care Unit (MICU)",
