@@ -8,6 +8,17 @@ from dataclasses import dataclass
 SIDES = ("left", "right", "bilateral")
 DEVICES = ("ett", "ng_tube", "central_line", "pacemaker", "sternal_wires")
 VIEWS = ("AP", "PA", "LATERAL")
+# The graded findings (severity in [0, 1], 0 = absent), in the order reports and latent views list them.
+SEVERITY_FIELDS = (
+    "opacity",
+    "effusion",
+    "edema",
+    "cardiomegaly",
+    "atelectasis",
+    "pneumothorax",
+    "diffuse",
+    "hyperinflation",
+)
 
 
 @dataclass(frozen=True)
@@ -23,10 +34,13 @@ class CxrFindings:
     atelectasis: float = 0.0  # basilar atelectasis
     pneumothorax: float = 0.0
     pneumothorax_side: str = "right"
+    diffuse: float = 0.0  # diffuse bilateral airspace opacity (lung injury, ARDS pattern): extent
+    hyperinflation: float = 0.0  # hyperexpanded lungs, flattened hemidiaphragms (COPD, emphysema)
+    habitus: float = 0.0  # body habitus: soft-tissue excess (0 = normal build, 1 = morbid obesity)
     devices: tuple[str, ...] = ()  # subset of DEVICES, in DEVICES order
 
     def __post_init__(self) -> None:
-        for name in ("opacity", "effusion", "edema", "cardiomegaly", "atelectasis", "pneumothorax"):
+        for name in (*SEVERITY_FIELDS, "habitus"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"CxrFindings.{name} must be in [0, 1], got {value}")
@@ -39,6 +53,5 @@ class CxrFindings:
 
     @property
     def is_normal(self) -> bool:
-        """True when no finding is present (devices do not count as abnormal)."""
-        severities = (self.opacity, self.effusion, self.edema, self.cardiomegaly, self.atelectasis)
-        return max(*severities, self.pneumothorax) == 0.0
+        """True when no finding is present (devices and body habitus do not count as abnormal)."""
+        return max(getattr(self, name) for name in SEVERITY_FIELDS) == 0.0

@@ -53,7 +53,7 @@ from omnifuse.synth.cxr_findings import VIEWS, CxrFindings
 __all__ = ["encode_jpeg", "render_cxr"]
 
 _F32 = np.float32
-_N_DRAWS = 320  # uniforms drawn per image (fixed, so anatomy never depends on the findings)
+_N_DRAWS = 336  # uniforms drawn per image (fixed, so anatomy never depends on the findings)
 _BLOCKS = {  # start of each independent sub-block of uniforms
     "anatomy": 0,
     "opacity": 64,
@@ -69,6 +69,7 @@ _BLOCKS = {  # start of each independent sub-block of uniforms
     "ecg": 224,
     "artifact": 256,
     "exposure": 296,
+    "diffuse": 320,
 }
 _LUT_SIZE = 2048
 _LUT_MAX_DENSITY = 1.6
@@ -392,31 +393,32 @@ class _FrontalAnatomy:
     carina: float
 
 
-def _frontal_anatomy(d: _Draws, view: str, cardiomegaly: float) -> _FrontalAnatomy:
+def _frontal_anatomy(d: _Draws, view: str, f: CxrFindings) -> _FrontalAnatomy:
     ap = view == "AP"
+    h, b = f.hyperinflation, f.habitus
     inspiration = d.uniform(-0.05, 0.05) + (0.07 if ap else 0.0)  # shallower breath on portable films
-    ctr = d.uniform(0.41, 0.49) + 0.2 * cardiomegaly
+    ctr = d.uniform(0.41, 0.49) + 0.2 * f.cardiomegaly - 0.04 * h
     return _FrontalAnatomy(
-        body_half_width=d.uniform(0.95, 1.12),
-        soft=d.uniform(0.46, 0.53),
+        body_half_width=d.uniform(0.95, 1.12) + 0.14 * b,
+        soft=d.uniform(0.46, 0.53) + 0.1 * b,
         lung_cx=d.uniform(0.44, 0.47),
         lung_ax=d.uniform(0.37, 0.41),
-        lung_cy=0.22 + inspiration * 0.5,
-        lung_ay=d.uniform(0.98, 1.06) - inspiration * 0.5,
-        dome_right=0.27 + inspiration + d.uniform(-0.03, 0.03),
-        dome_left=0.33 + inspiration + d.uniform(-0.03, 0.03),
-        cp_level=0.56 + inspiration * 0.8,
+        lung_cy=0.22 + inspiration * 0.5 + 0.05 * h,
+        lung_ay=d.uniform(0.98, 1.06) - inspiration * 0.5 + 0.06 * h,
+        dome_right=0.27 + inspiration + d.uniform(-0.03, 0.03) + 0.16 * h,  # hyperexpanded: low, flat domes
+        dome_left=0.33 + inspiration + d.uniform(-0.03, 0.03) + 0.14 * h,
+        cp_level=0.56 + inspiration * 0.8 + 0.1 * h,
         heart_ctr=ctr * (1.1 if ap else 1.0),  # AP projection magnifies the heart
         heart_cy=d.uniform(0.27, 0.31) + inspiration * 0.5,
         heart_tilt=d.uniform(0.25, 0.45),
-        air=d.uniform(0.45, 0.52) * (0.9 if ap else 1.0),
+        air=d.uniform(0.45, 0.52) * (0.9 if ap else 1.0) * (1.0 + 0.22 * h) * (1.0 - 0.25 * b),
         rib_start=d.uniform(-0.90, -0.84),
         rib_spacing=d.uniform(0.105, 0.125),
         clavicle_level=d.uniform(-0.70, -0.62) - (0.05 if ap else 0.0),
         clavicle_slope=d.uniform(0.18, 0.26) * (0.5 if ap else 1.0),
         scapula=d.uniform(0.05, 0.09) if ap else d.uniform(0.0, 0.03),
         bubble=d.uniform(0.0, 0.14),
-        vessel_gain=d.uniform(0.17, 0.24),
+        vessel_gain=d.uniform(0.17, 0.24) * (1.0 - 0.45 * h),  # emphysema: attenuated markings
         carina=d.uniform(-0.2, -0.12),
     )
 
@@ -650,6 +652,22 @@ def _apply_frontal_findings(
         wing += _F32(0.12 * e)  # diffuse interstitial haze
         air *= _F32(1.0) - wing
         marks *= _F32(1.0 + 0.6 * e)  # engorged, indistinct vessels
+    if f.diffuse > 0:
+        d = _Draws(draws, "diffuse")
+        x = f.diffuse
+        # Lung injury: patchy airspace opacity in both lungs, spreading up from the dependent bases and in
+        # from the periphery as the extent grows, until the whole of both lungs is involved (white-out).
+        top = a.lung_cy - a.lung_ay
+        depth = (v - _F32(top)) * _F32(1.0 / (a.cp_level - top))
+        depth += (au - _F32(a.lung_cx)) * _F32(0.6)  # peripheral predominance
+        depth += patchy * _F32(0.15)
+        cover = _step(depth - _F32(1.05 - 1.35 * x), 0.45)
+        sides = g.right * _F32(d.uniform(0.85, 1.0)) + g.left * _F32(d.uniform(0.85, 1.0))
+        cover *= sides
+        cover *= _F32(0.3 + 0.55 * x)
+        air *= _F32(1.0) - cover
+        density += cover * _F32(0.04)
+        marks *= _F32(1.0) - cover * _F32(0.7)
     if f.atelectasis > 0:
         d = _Draws(draws, "atelectasis")
         s = f.atelectasis
@@ -697,8 +715,8 @@ def _lateral_density(f: CxrFindings, u, v, d: _Draws, draws: np.ndarray, marks, 
     """Side projection (patient facing image left): returns the full density map and geometry."""
     front = d.uniform(-0.8, -0.7)
     back = d.uniform(0.8, 0.92)
-    soft = d.uniform(0.5, 0.56)
-    insp = d.uniform(-0.05, 0.05)
+    soft = d.uniform(0.5, 0.56) + 0.08 * f.habitus
+    insp = d.uniform(-0.05, 0.05) + 0.1 * f.hyperinflation
     # Body: anterior chest wall (the neck recedes above it) and the back; raised arms over the apex.
     anterior = np.square(np.clip(_F32(-0.8) - v, 0.0, None)) * _F32(1.2)
     anterior += np.square(v - _F32(0.1)) * _F32(0.06)
@@ -801,6 +819,14 @@ def _apply_lateral_findings(f: CxrFindings, g: _Geometry, air, density, marks, d
         haze += _F32(0.12 * e)
         air *= _F32(1.0) - haze
         marks *= _F32(1.0 + 1.2 * e)
+    if f.diffuse > 0:
+        d = _Draws(draws, "diffuse")
+        x = f.diffuse
+        depth = (v + _F32(0.75)) * _F32(1.0 / 1.4) + patchy * _F32(0.15)
+        depth += u * _F32(0.25)  # dependent (posterior) lung first
+        cover = _step(depth - _F32(1.05 - 1.35 * x), 0.45) * _F32((0.3 + 0.55 * x) * d.uniform(0.9, 1.0))
+        air *= _F32(1.0) - cover
+        marks *= _F32(1.0) - cover * _F32(0.7)
     if f.atelectasis > 0:
         d = _Draws(draws, "atelectasis")
         s = f.atelectasis
@@ -1271,9 +1297,10 @@ def render_cxr(
     if view == "LATERAL":
         density, air, marks, _ = _lateral_density(findings, u, v, anat, draws, marks, patchy)
         air_depth, vessel_gain = anat.uniform(0.3, 0.36), anat.uniform(0.08, 0.12)
+        air_depth *= (1.0 + 0.2 * findings.hyperinflation) * (1.0 - 0.25 * findings.habitus)
         _lateral_devices(overlay, findings, draws)
     else:
-        a = _frontal_anatomy(anat, view, findings.cardiomegaly)
+        a = _frontal_anatomy(anat, view, findings)
         g = _frontal_geometry(u, v, a)
         density, air = _frontal_density(g, a)
         air, marks = _apply_frontal_findings(findings, g, a, air, density, marks, draws, patchy, view == "AP")
@@ -1291,7 +1318,8 @@ def render_cxr(
     density, scratch = up[0], up[1]
     scratch *= _vessel_window(frame, pose, kind, anat)
     density += scratch
-    np.multiply(_window(tex.grain, rows, cols, anat), _F32(0.012 if view != "AP" else 0.02), out=scratch)
+    grain = (0.012 if view != "AP" else 0.02) * (1.0 + 1.5 * findings.habitus)  # obese: noisier film
+    np.multiply(_window(tex.grain, rows, cols, anat), _F32(grain), out=scratch)
     density += scratch
     overlay.add_to(density, 0.55, blur=plan.blur if plan is not None else 0)
     if plan is not None:

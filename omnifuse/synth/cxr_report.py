@@ -274,7 +274,7 @@ def _edema(f: CxrFindings, rng: np.random.Generator) -> tuple[str, str]:
             ),
         )
     else:
-        noun = _pick(rng, ("severe pulmonary edema", "diffuse alveolar edema", "marked pulmonary edema"))
+        noun = _pick(rng, ("severe pulmonary edema", "extensive alveolar edema", "marked pulmonary edema"))
     sentence = _pick(rng, (f"{_cap(noun)}.", f"There is {noun}.", f"Findings are compatible with {noun}."))
     return sentence, noun
 
@@ -331,13 +331,77 @@ def _pneumothorax(f: CxrFindings, rng: np.random.Generator) -> tuple[str, str]:
     return sentence, noun
 
 
+def _diffuse(f: CxrFindings, rng: np.random.Generator) -> tuple[str, str]:
+    """Lung injury: every phrase names it "diffuse" (and only these phrases do)."""
+    x = f.diffuse
+    if x < 0.3:
+        body = _pick(rng, ("mild diffuse bilateral hazy opacities", "patchy diffuse bilateral opacities"))
+    elif x < 0.65:
+        body = _pick(
+            rng,
+            (
+                "diffuse bilateral airspace opacities",
+                "moderate diffuse bilateral parenchymal opacities",
+                "diffuse multifocal bilateral airspace opacities",
+            ),
+        )
+    else:
+        body = _pick(
+            rng,
+            (
+                "extensive diffuse bilateral airspace consolidation",
+                "severe diffuse bilateral airspace opacities",
+                "diffuse bilateral opacification with near white-out of both lungs",
+            ),
+        )
+    meaning = _pick(
+        rng,
+        (
+            "concerning for ARDS",
+            "which may reflect ARDS, multifocal infection or edema",
+            "compatible with acute lung injury",
+            "",
+        ),
+    )
+    sentence = _pick(
+        rng,
+        (
+            f"{_cap(body)} {meaning}".strip() + ".",
+            f"There are {body} {meaning}".strip() + ".",
+        ),
+    )
+    short = _pick(rng, (f"{body} concerning for ARDS", body))
+    return re.sub(r"\s+", " ", sentence), short
+
+
+def _hyperinflation(f: CxrFindings, rng: np.random.Generator) -> tuple[str, str]:
+    if f.hyperinflation < 0.5:
+        noun = _pick(rng, ("mildly hyperinflated lungs", "mild hyperexpansion of the lungs"))
+    else:
+        noun = _pick(
+            rng,
+            (
+                "hyperinflated lungs with flattening of the hemidiaphragms",
+                "marked hyperexpansion of the lungs",
+                "hyperinflated lungs with emphysematous changes",
+            ),
+        )
+    meaning = _pick(rng, ("consistent with COPD", "compatible with emphysema", ""))
+    sentence = _pick(
+        rng, (f"{_cap(noun)} {meaning}".strip() + ".", f"There are {noun} {meaning}".strip() + ".")
+    )
+    return re.sub(r"\s+", " ", sentence), noun
+
+
 _FINDING_WRITERS = (
+    ("diffuse", _diffuse),
     ("opacity", _opacity),
     ("edema", _edema),
     ("effusion", _effusion),
     ("pneumothorax", _pneumothorax),
     ("atelectasis", _atelectasis),
     ("cardiomegaly", _cardiomegaly),
+    ("hyperinflation", _hyperinflation),
 )
 
 
@@ -413,7 +477,7 @@ def _device_sentence(device: str, rng: np.random.Generator) -> tuple[str, str]:
 def _normal_sentences(f: CxrFindings, rng: np.random.Generator) -> list[str]:
     """Negated statements for the absent findings (always containing a negation word)."""
     out: list[str] = []
-    lung_other = f.edema > 0 or f.atelectasis > 0 or f.pneumothorax > 0
+    lung_other = f.edema > 0 or f.atelectasis > 0 or f.pneumothorax > 0 or f.diffuse > 0
     if f.opacity == 0 and f.effusion == 0 and f.pneumothorax == 0 and _chance(rng, 0.35):
         out.append(
             _pick(
@@ -506,7 +570,16 @@ def _normal_sentences(f: CxrFindings, rng: np.random.Generator) -> list[str]:
     return out
 
 
-def _describe(f: CxrFindings, rng: np.random.Generator) -> tuple[list[str], list[str], list[str]]:
+GENERIC_DEVICES = (
+    "Support devices are unchanged in position.",
+    "Lines and tubes are in unchanged position.",
+    "Monitoring and support devices are stable.",
+)
+
+
+def _describe(
+    f: CxrFindings, rng: np.random.Generator, generic_devices: bool = False
+) -> tuple[list[str], list[str], list[str]]:
     """Sentences for the FINDINGS paragraph, plus impression phrases for findings and for devices."""
     device_text = [_device_sentence(d, rng) for d in f.devices]
     finding_text = [(name, *writer(f, rng)) for name, writer in _FINDING_WRITERS if getattr(f, name) > 0]
@@ -515,7 +588,19 @@ def _describe(f: CxrFindings, rng: np.random.Generator) -> tuple[list[str], list
         positive = positive[-1:] + positive[:-1] if f.cardiomegaly > 0 else positive
     negatives = _normal_sentences(f, rng)
     devices = [sentence for sentence, _ in device_text]
+    if generic_devices:  # devices the reader does not name one by one
+        devices.append(_pick(rng, GENERIC_DEVICES))
     sentences = devices + positive + negatives if _chance(rng, 0.8) else positive + negatives + devices
+    if f.habitus > 0.4 and _chance(rng, 0.3 + 0.6 * f.habitus):
+        limited = _pick(
+            rng,
+            (
+                "Evaluation is limited by patient body habitus.",
+                "Study is limited by large body habitus.",
+                "Large body habitus limits assessment of the lung bases.",
+            ),
+        )
+        sentences = [limited, *sentences]
     ranked = sorted(finding_text, key=lambda item: -getattr(f, item[0]))
     return sentences, [short for _, _, short in ranked], [short for _, short in device_text]
 
@@ -605,13 +690,16 @@ def write_report(
     has_prior: bool,
     rng: np.random.Generator,
     no_findings_section_prob: float = 0.1,
+    generic_devices: bool = False,
 ) -> str:
     """A realistic MIMIC-CXR report text (ends with a newline) describing ``findings``.
 
     ``views`` are the study's images (for EXAMINATION/TECHNIQUE), ``indication`` the clinical reason
     (e.g. ``"hypoxia"``), ``has_prior`` whether a comparison study exists. With probability
     ``no_findings_section_prob`` the report has no FINDINGS section and its IMPRESSION carries the
-    full description. Deterministic for a given ``rng`` state.
+    full description. ``generic_devices``: the study has support devices that ``findings`` leaves out;
+    the report mentions them without naming them (``Lines and tubes are in unchanged position.``), as
+    follow-up ICU reports often do. Deterministic for a given ``rng`` state.
     """
     if not 0.0 <= no_findings_section_prob <= 1.0:
         raise ValueError(f"no_findings_section_prob must be in [0, 1], got {no_findings_section_prob}")
@@ -619,7 +707,7 @@ def write_report(
     width = int(rng.integers(70, 80))
     has_findings = rng.random() >= no_findings_section_prob
     combined = has_findings and _chance(rng, 0.08)
-    sentences, finding_phrases, device_phrases = _describe(findings, rng)
+    sentences, finding_phrases, device_phrases = _describe(findings, rng, generic_devices)
 
     lines: list[str] = []
     if _chance(rng, 0.06):
@@ -674,7 +762,9 @@ def write_report(
         lines += impression_block + findings_block
     else:
         lines += findings_block + impression_block
-    urgent = findings.pneumothorax > 0 or findings.opacity > 0.5 or findings.edema > 0.7
+    urgent = (
+        findings.pneumothorax > 0 or findings.opacity > 0.5 or findings.edema > 0.7 or findings.diffuse > 0.65
+    )
     if urgent and _chance(rng, 0.3):
         minute = int(rng.integers(60))
         note = (

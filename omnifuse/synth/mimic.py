@@ -27,22 +27,26 @@ import omnifuse
 from omnifuse.cohorts.mimic.schema import CXR_METADATA, CXR_METADATA_COLUMNS, CXR_SPLIT, CXR_SPLIT_COLUMNS
 from omnifuse.cohorts.phenotypes import load_phenotypes
 from omnifuse.formats.atomic import atomic_dir, gzip_writer, write_text_atomic
+from omnifuse.synth.cxr_findings import DEVICES, SEVERITY_FIELDS
 from omnifuse.synth.mimic_cxr import (
     VIEW_MEANING,
     CxrOptions,
     ImageTask,
+    StayCxr,
     build_studies,
     render_images,
+    stay_cxr,
     submit_images,
     wait_images,
 )
+from omnifuse.synth.mimic_events import DETERIORATION_HOURS, VITALS, vital_levels
 from omnifuse.synth.mimic_tables import (
     TIME_FORMAT,
     write_chartevents,
     write_core_tables,
     write_labevents,
 )
-from omnifuse.synth.population import Population, PopulationOptions, build_population
+from omnifuse.synth.population import HOUR, Population, PopulationOptions, build_population
 from omnifuse.synth.rng import keyed_rng
 
 log = logging.getLogger(__name__)
@@ -57,12 +61,12 @@ class MimicSynthConfig:
     n_stays: int = 2000  # ICU stays written (before any cohort exclusion)
     seed: int = 0  # random seed: same options and seed give byte-identical files
     layout: str = "v2"  # "v2": MIMIC-IV 2.x (hosp/, race); "v1": MIMIC-IV 1.0 (core/, ethnicity)
-    mortality: float = 0.12  # in-hospital mortality of ICU admissions
+    mortality: float = 0.11  # in-hospital mortality of ICU admissions
     ehr_signal: float = 1.0  # how strongly vitals/labs follow the latent state (0 = not at all)
     cxr_signal: float = 1.0  # how strongly X-ray findings follow the latent state
-    cxr_availability: float = 0.7  # fraction of stays with a study in [intime, intime + 48 h]
+    cxr_availability: float = 0.9  # fraction of stays with a study in [intime, intime + 48 h]
     cxr_artifact_rate: float = 0.2  # fraction of images degraded by heavy artifacts
-    report_omission: float = 0.15  # P(a present finding is not reported)
+    report_omission: float = 0.4  # P(a present finding is not reported)
     report_false_positive: float = 0.03  # P(an absent finding is reported)
     no_findings_section_prob: float = 0.1  # reports with IMPRESSION only
     transfer_rate: float = 0.08  # stays whose last care unit differs from the first
@@ -139,6 +143,7 @@ def generate_mimic(
             "options": {k: v for k, v in asdict(cfg).items() if k != "filler_ratio" or cfg.filler_ratio},
         }
         futures: list = []
+        stays_cxr: list[StayCxr] = []
         if cfg.with_cxr:
             cxr_opts = CxrOptions(
                 cfg.seed,
@@ -150,7 +155,8 @@ def generate_mimic(
                 cfg.no_findings_section_prob,
                 cfg.image_columns,
             )
-            meta, tasks = build_studies(pop, cxr_opts, tmp / "mimic-cxr-reports")
+            stays_cxr = [stay_cxr(pop, s, cxr_opts) for s in range(pop.n_stays)]
+            meta, tasks = build_studies(pop, cxr_opts, tmp / "mimic-cxr-reports", stays_cxr)
             _write_cxr_tables(tmp / "mimic-cxr-jpg", meta, cfg.seed)
             if workers > 1:  # render in the background while the EHR tables are written
                 pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers))
@@ -177,7 +183,8 @@ def generate_mimic(
             wait_images(futures, len(tasks), progress)
         elif cfg.with_cxr:
             render_images(tmp / "mimic-cxr-jpg", cfg.seed, tasks, progress)
-        _write_ground_truth(tmp / "ground_truth.parquet", pop)
+        levels = vital_levels(pop, cfg.seed, cfg.ehr_signal)
+        _write_ground_truth(tmp / "ground_truth.parquet", pop, stays_cxr, levels)
         summary["counts"] = {
             "patients": len(pop.patients["subject_id"]),
             "admissions": len(pop.admissions["hadm_id"]),
@@ -241,19 +248,111 @@ def _cxr_counts(meta: pl.DataFrame, tasks: list[ImageTask]) -> dict:
     }
 
 
-def _write_ground_truth(path: Path, pop: Population) -> None:
+def deterioration(intime: np.ndarray, death: np.ndarray, hours: float = 48.0) -> np.ndarray:
+    """Mean over ``[intime, intime + hours]`` of the charted deterioration ramp (0 to 1 over the
+    ``DETERIORATION_HOURS`` before an in-hospital death; ``death`` < 0 for survivors): how much of it the
+    first ``hours`` show."""
+    steps = np.linspace(0.0, hours * HOUR, 97)
+    t = intime[:, None] + steps[None, :]
+    ramp = np.clip(1.0 - (death[:, None] - t) / (DETERIORATION_HOURS * HOUR), 0.0, 1.0)
+    return np.where(death > 0, ramp.mean(axis=1), 0.0)
+
+
+def _write_ground_truth(
+    path: Path, pop: Population, stays_cxr: list[StayCxr], levels: dict[str, np.ndarray]
+) -> None:
     st, adm = pop.stays, pop.admissions
     a = st["admission_index"]
-    frame = pl.DataFrame(
-        {
-            "subject_id": st["subject_id"],
-            "hadm_id": st["hadm_id"],
-            "stay_id": st["stay_id"],
-            "severity": st["severity"],
-            "ventilated": st["ventilated"],
-            "in_hospital_death": adm["hospital_expire_flag"][a] == 1,
-            "death_in_stay": st["death_in_stay"],
-            **{f"pheno_{k}": v for k, v in pop.labels.items()},
-        }
-    )
-    frame.write_parquet(path, statistics=False)
+    columns: dict[str, np.ndarray] = {
+        "subject_id": st["subject_id"],
+        "hadm_id": st["hadm_id"],
+        "stay_id": st["stay_id"],
+        "severity": st["severity"],
+        "acuity": st["acuity"],
+        "physiology": st["physiology"],
+        "lung_injury": st["lung_injury"],
+        "ventilated": st["ventilated"],
+        "in_hospital_death": adm["hospital_expire_flag"][a] == 1,
+        "death_in_stay": st["death_in_stay"],
+        "deterioration_48h": deterioration(st["intime"], adm["deathtime"][a]),
+        **{f"level_{k}": v for k, v in levels.items()},
+        **{f"pheno_{k}": v for k, v in pop.labels.items()},
+    }
+    for prefix, attr in (("cxr", "findings"), ("rep", "read")):
+        if not stays_cxr:
+            break
+        found = [getattr(x, attr) for x in stays_cxr]
+        for name in (*SEVERITY_FIELDS, "habitus"):
+            columns[f"{prefix}_{name}"] = np.array([getattr(f, name) for f in found], dtype=np.float64)
+        for device in DEVICES:
+            columns[f"{prefix}_{device}"] = np.array([device in f.devices for f in found])
+    if stays_cxr:  # devices the reports mention only as "lines and tubes" (on follow-up studies)
+        unnamed = [bool(set(x.findings.devices) - set(x.read.devices)) for x in stays_cxr]
+        columns["rep_unnamed_devices"] = np.array(unnamed)
+    pl.DataFrame(columns).write_parquet(path, statistics=False)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Latent views (synthetic only): what each modality was rendered from
+# ----------------------------------------------------------------------------------------------------
+
+# Latent columns of each modality view (besides sample_id), in order.
+EHR_LATENT = (
+    *(f"level_{v}" for v in VITALS),
+    "gcs_deficit",
+    "capillary_refill",
+    "fio2",
+    "oxygen",
+    "arterial_line",
+    "ventilated",
+    "deterioration_48h",
+)
+CXR_LATENT = (*SEVERITY_FIELDS, "habitus", *DEVICES)
+REP_LATENT = (*CXR_LATENT, "unnamed_devices")
+
+
+def latent_views(root: str | Path) -> dict[str, pl.DataFrame]:
+    """The latent truth each modality of the hospital under ``root`` was rendered from, per ICU stay.
+
+    ``{"ehr": ..., "cxr": ..., "rep": ...}``, each with ``sample_id`` (``str(stay_id)``, the cohorts'
+    sample id) and numeric columns, one row per stay:
+
+    * ``ehr``: each stay's mean level of every continuous charted variable (``level_hr``, ``level_sbp``,
+      ...: the per-stay level around which its values are charted), the GCS deficit, the drives of
+      abnormal capillary refill, of FiO2 and of oxygen therapy (noise-free), the arterial line,
+      ventilation, and ``deterioration_48h`` (the mean of the pre-death deterioration ramp over the
+      first 48 h, 0 for survivors);
+    * ``cxr``: the stay's chest findings as drawn (severity in [0, 1] of each of ``SEVERITY_FIELDS``,
+      the body habitus, 0/1 for each support device of the ICU phase), before per-study variation and
+      image artifacts;
+    * ``rep``: the same for what the radiologists report (after omissions and false positives), plus
+      ``unnamed_devices`` (devices left unnamed, which follow-up reports mention as "lines and tubes").
+
+    Synthetic data only: an upper bound of what encoders on the files can reach ("oracle").
+    """
+    root = Path(root)
+    truth = pl.read_parquet(root / "ground_truth.parquet")
+    info = json.loads((root / "synth_info.json").read_text())
+    signal = float(info["options"].get("ehr_signal", 1.0))
+    ids = truth["stay_id"].cast(pl.String)
+    labels = {c.removeprefix("pheno_"): truth[c].cast(pl.Float64).to_numpy() for c in truth.columns
+              if c.startswith("pheno_")}  # fmt: skip
+    acuity = truth["acuity"].to_numpy()
+    vent = truth["ventilated"].cast(pl.Float64).to_numpy()
+    ehr: dict[str, np.ndarray] = {f"level_{name}": truth[f"level_{name}"].to_numpy() for name in VITALS}
+    ehr["gcs_deficit"] = signal * (3.5 * labels["stroke"] + 1.3 * np.clip(acuity, 0, None))
+    ehr["capillary_refill"] = signal * (1.6 * labels["shock"] + 0.6 * acuity)
+    ehr["fio2"] = signal * (15 * labels["resp_failure"] + 8 * acuity)
+    ehr["oxygen"] = signal * (1.5 * labels["resp_failure"] + labels["pneumonia"])
+    ehr["arterial_line"] = np.maximum(vent, labels["shock"])
+    ehr["ventilated"] = vent
+    ehr["deterioration_48h"] = truth["deterioration_48h"].to_numpy()
+    views = {"ehr": pl.DataFrame({"sample_id": ids, **ehr}).select("sample_id", *EHR_LATENT)}
+    for modality, latent in (("cxr", CXR_LATENT), ("rep", REP_LATENT)):
+        cols = [f"{modality}_{name}" for name in latent]
+        if all(c in truth.columns for c in cols):
+            frame = truth.select(
+                pl.col(c).cast(pl.Float64).alias(c.removeprefix(f"{modality}_")) for c in cols
+            )
+            views[modality] = frame.insert_column(0, ids.alias("sample_id"))
+    return views

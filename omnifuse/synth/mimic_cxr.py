@@ -11,7 +11,9 @@ study's findings, with its own omissions and false positives, so text and image 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ import polars as pl
 from tqdm import tqdm
 
 from omnifuse.cohorts.mimic.schema import cxr_image_path, cxr_report_path
-from omnifuse.synth.cxr_findings import DEVICES, CxrFindings
+from omnifuse.synth.cxr_findings import DEVICES, SEVERITY_FIELDS, CxrFindings
 from omnifuse.synth.population import HOUR, MINUTE, Population
 from omnifuse.synth.rng import keyed_rng
 
@@ -33,16 +35,31 @@ EXAM = {
     ("AP", "LATERAL"): "CHEST (AP AND LAT)",
 }
 
-# finding -> (intercept, {label|severity: weight}); presence ~ sigmoid(intercept + cxr_signal * sum)
+# finding -> (intercept, {label: weight}); present ~ sigmoid(intercept + cxr_signal * sum), drawn once per
+# stay (every study of the stay shows it, with a little variation in severity).
 FINDING_MODEL: dict[str, tuple[float, dict[str, float]]] = {
-    "opacity": (-2.6, {"pneumonia": 3.0, "resp_failure": 0.8, "lower_resp": 0.6, "severity": 0.3}),
-    "effusion": (-2.4, {"chf": 2.0, "pleurisy": 1.8, "fluid": 0.6, "liver": 0.6, "severity": 0.3}),
-    "edema": (-2.9, {"chf": 2.4, "arf": 0.8, "ckd": 0.5, "severity": 0.3}),
-    "cardiomegaly": (-2.2, {"chf": 1.8, "cad": 0.6, "htn_comp": 0.6, "dysrhythmia": 0.4}),
-    "atelectasis": (-1.9, {"complication": 1.0, "resp_failure": 0.7, "pleurisy": 0.8}),
+    "opacity": (-2.8, {"pneumonia": 3.2, "lower_resp": 1.2, "resp_failure": 0.6}),
+    "effusion": (-2.6, {"chf": 2.0, "pleurisy": 1.8, "liver": 1.4, "fluid": 0.6, "ckd": 0.5}),
+    "edema": (-3.0, {"chf": 2.4, "arf": 0.9, "ckd": 0.9, "fluid": 0.5}),
+    "cardiomegaly": (-2.4, {"chf": 1.8, "htn_comp": 1.1, "cad": 0.6, "dysrhythmia": 0.6, "htn": 0.4}),
+    "atelectasis": (-2.1, {"complication": 1.4, "resp_failure": 0.7, "pleurisy": 0.8}),
     "pneumothorax": (-4.6, {"pleurisy": 2.8, "complication": 1.0}),
+    "hyperinflation": (-3.3, {"copd": 3.6}),
 }
 SIDED = {"opacity": (0.4, 0.45), "effusion": (0.25, 0.3), "pneumothorax": (0.45, 0.5)}  # P(left), P(right)
+# Diffuse bilateral airspace opacity (lung injury, ARDS pattern): extent grows linearly with the stay's
+# latent lung injury (standardised) above a threshold, up to whole-lung involvement.
+DIFFUSE_THRESHOLD = 0.0
+DIFFUSE_SPAN = 2.2
+DIFFUSE_NOISE = 0.35
+# Body habitus (soft-tissue excess) from the patient's body-mass index: 0 up to the first value, 1 from
+# the second on (the patient's build, whatever cxr_signal says).
+HABITUS_BMI = (28.0, 42.0)
+# Support devices of the ICU phase: P(device | stay), before cxr_signal blends them with the base rate.
+DEVICE_BASE = {"ett": 0.1, "ng_tube": 0.1, "central_line": 0.2, "pacemaker": 0.04, "sternal_wires": 0.05}
+PERMANENT_DEVICES = ("pacemaker", "sternal_wires")
+# A support device goes unreported with this fraction of report_omission (as often as a finding).
+DEVICE_OMISSION = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +100,9 @@ def schedule_studies(pop: Population, opts: CxrOptions) -> pl.DataFrame:
         rows.append((s, t, phase))
 
     window_end = np.minimum(intime + 48 * HOUR, outtime)
-    draw(rng.random(n) < opts.availability, intime + 10 * MINUTE, window_end, "window", two=0.2)
+    # a stay spending less than a day in the ICU is less likely to be filmed there
+    exposure = np.clip((window_end - intime) / (24 * HOUR), 0.0, 1.0)
+    draw(rng.random(n) < opts.availability * exposure, intime + 10 * MINUTE, window_end, "window", two=0.2)
     draw(rng.random(n) < 0.4, intime - 8 * HOUR, intime - 10 * MINUTE, "ed")
     draw((rng.random(n) < 0.5) & (outtime - intime > 60 * HOUR), intime + 49 * HOUR, outtime, "icu_late", 0.3)
     draw(rng.random(n) < 0.2, outtime + HOUR, disch, "ward")
@@ -108,36 +127,55 @@ def _views(rng: np.random.Generator, phase: str, ventilated: bool) -> tuple[str,
     return ("AP",) if u < 0.4 else ("PA", "LATERAL")
 
 
-def _findings(pop: Population, s: int, phase: str, rng: np.random.Generator, signal: float) -> CxrFindings:
+@dataclass(frozen=True)
+class StayCxr:
+    """A stay's chest findings, shared by all its studies, and what its radiologists report.
+
+    ``findings`` carries the devices of the ICU phase; ``read`` is the reported version: each finding
+    is missed with probability ``report_omission`` and absent ones invented with probability
+    ``report_false_positive``, decided once per stay (follow-up films are read against the prior report,
+    so a finding left out of one report tends to stay out of the next).
+    """
+
+    findings: CxrFindings
+    read: CxrFindings
+
+
+def stay_cxr(pop: Population, s: int, opts: CxrOptions) -> StayCxr:
+    """The chest findings of stay ``s`` (position in ``pop.stays``), from its own keyed stream."""
+    rng = keyed_rng(opts.seed, "cxr-stay", int(pop.stays["stay_id"][s]))
+    signal = opts.cxr_signal
     lab = {k: float(v[s]) for k, v in pop.labels.items()}
-    lab["severity"] = float(pop.stays["severity"][s])
     sev: dict[str, float] = {}
     sides: dict[str, str] = {}
     for name, (intercept, weights) in FINDING_MODEL.items():
-        logit = intercept + signal * sum(w * lab[k] for k, w in weights.items())
-        present = rng.random() < _sigmoid(logit)
-        sev[name] = float(np.clip(rng.uniform(0.3, 1.0) * (0.75 + 0.25 * _sigmoid(lab["severity"])), 0, 1))
-        sev[name] = sev[name] if present else 0.0
+        drive = signal * sum(w * lab[k] for k, w in weights.items())
+        present = rng.random() < _sigmoid(intercept + drive)
+        # more severe where more of its causes are present
+        value = float(np.clip(rng.uniform(0.25, 0.8) + 0.08 * drive, 0.05, 1.0))
+        sev[name] = value if present else 0.0
         if name in SIDED:
             p_left, p_right = SIDED[name]
             u = rng.random()
             sides[name] = "left" if u < p_left else "right" if u < p_left + p_right else "bilateral"
-    in_icu = phase in ("window", "icu_late")
+    injury = signal * float(pop.stays["lung_injury"][s]) + DIFFUSE_NOISE * float(rng.normal())
+    diffuse = float(np.clip((injury - DIFFUSE_THRESHOLD) / DIFFUSE_SPAN, 0.0, 1.0))
+    p = int(pop.stays["patient_index"][s])
+    bmi = pop.patients["weight_kg"][p] / (pop.patients["height_cm"][p] / 100.0) ** 2
+    habitus = float(np.clip((bmi - HABITUS_BMI[0]) / (HABITUS_BMI[1] - HABITUS_BMI[0]), 0.0, 1.0))
     vent = bool(pop.stays["ventilated"][s])
     p_dev = {
-        "ett": (0.92 if vent else 0.02) if in_icu else 0.01,
-        "ng_tube": (0.75 if vent else 0.1) if in_icu else 0.02,
+        "ett": 0.92 if vent else 0.02,
+        "ng_tube": min(0.95, (0.75 if vent else 0.08) + 0.45 * lab["stroke"] + 0.45 * lab["gi_bleed"]),
         "central_line": float(
-            _sigmoid(-1.2 + 1.6 * lab["shock"] + 0.9 * lab["sepsis"] + 0.5 * lab["severity"])
-        )
-        if in_icu
-        else 0.05,
-        "pacemaker": 0.55 * lab["conduction"] + 0.12 * lab["dysrhythmia"] + 0.01,
-        "sternal_wires": 0.35 * lab["cad"] * (0.5 + lab["complication"]) + 0.02,
+            _sigmoid(-1.6 + 2.0 * lab["shock"] + 1.0 * lab["sepsis"] + 0.8 * lab["arf"] + 0.6 * vent)
+        ),
+        "pacemaker": 0.6 * lab["conduction"] + 0.12 * lab["dysrhythmia"] + 0.01,
+        "sternal_wires": 0.4 * lab["cad"] * (0.5 + lab["complication"]) + 0.02,
     }
-    base = {"ett": 0.1, "ng_tube": 0.1, "central_line": 0.2, "pacemaker": 0.04, "sternal_wires": 0.05}
-    devices = tuple(d for d in DEVICES if rng.random() < base[d] + min(signal, 1.0) * (p_dev[d] - base[d]))
-    return CxrFindings(
+    blend = min(signal, 1.0)
+    devices = tuple(d for d in DEVICES if rng.random() < DEVICE_BASE[d] + blend * (p_dev[d] - DEVICE_BASE[d]))
+    findings = CxrFindings(
         opacity=sev["opacity"],
         opacity_side=sides["opacity"],
         effusion=sev["effusion"],
@@ -147,8 +185,28 @@ def _findings(pop: Population, s: int, phase: str, rng: np.random.Generator, sig
         atelectasis=sev["atelectasis"],
         pneumothorax=sev["pneumothorax"],
         pneumothorax_side=sides["pneumothorax"],
+        diffuse=diffuse,
+        hyperinflation=sev["hyperinflation"],
+        habitus=habitus,
         devices=devices,
     )
+    return StayCxr(findings, reported(findings, rng, opts.report_omission, opts.report_false_positive))
+
+
+def study_findings(stay: StayCxr, phase: str, rng: np.random.Generator) -> tuple[CxrFindings, CxrFindings]:
+    """(image findings, reported findings) of one study: the stay's findings with a little variation in
+    severity; tubes and lines only in the ICU (an emergency-department or ward film keeps the permanent
+    devices)."""
+    scale = {name: float(rng.uniform(0.85, 1.15)) for name in SEVERITY_FIELDS}
+    in_icu = phase in ("window", "icu_late")
+
+    def vary(f: CxrFindings) -> CxrFindings:
+        values = {n: float(np.clip(getattr(f, n) * scale[n], 0.05, 1.0)) if getattr(f, n) > 0 else 0.0
+                  for n in SEVERITY_FIELDS}  # fmt: skip
+        devices = f.devices if in_icu else tuple(d for d in f.devices if d in PERMANENT_DEVICES)
+        return dataclasses.replace(f, devices=devices, **values)
+
+    return vary(stay.findings), vary(stay.read)
 
 
 def reported(
@@ -156,21 +214,15 @@ def reported(
 ) -> CxrFindings:
     """The radiologist's reading: each finding missed with p=``omission``, invented with p=``false_pos``."""
     values = {}
-    for name in FINDING_MODEL:
+    for name in SEVERITY_FIELDS:
         v = getattr(findings, name)
         if v > 0 and rng.random() < omission:
             v = 0.0
         elif v == 0 and rng.random() < false_pos:
             v = float(rng.uniform(0.2, 0.45))
         values[name] = v
-    devices = tuple(d for d in findings.devices if rng.random() >= omission / 3)
-    return CxrFindings(
-        opacity_side=findings.opacity_side,
-        effusion_side=findings.effusion_side,
-        pneumothorax_side=findings.pneumothorax_side,
-        devices=devices,
-        **values,
-    )
+    devices = tuple(d for d in findings.devices if rng.random() >= omission * DEVICE_OMISSION)
+    return dataclasses.replace(findings, devices=devices, **values)
 
 
 INDICATIONS = {
@@ -218,13 +270,16 @@ def _render_batch(root: str, seed: int, tasks: list[ImageTask]) -> int:
 
 
 def build_studies(
-    pop: Population, opts: CxrOptions, reports_root: Path
+    pop: Population, opts: CxrOptions, reports_root: Path, stays: Sequence[StayCxr] | None = None
 ) -> tuple[pl.DataFrame, list[ImageTask]]:
-    """Study metadata rows and image tasks for every scheduled study; writes the reports as it goes."""
+    """Study metadata rows and image tasks for every scheduled study; writes the reports as it goes.
+    ``stays``: every stay's :class:`StayCxr` (computed here when not given)."""
     from omnifuse.synth.cxr_report import write_report
 
     studies = schedule_studies(pop, opts)
     st, pat = pop.stays, pop.patients
+    if stays is None:
+        stays = [stay_cxr(pop, s, opts) for s in range(pop.n_stays)]
     meta: dict[str, list] = {
         k: []
         for k in (
@@ -247,7 +302,7 @@ def build_studies(
         rng = keyed_rng(opts.seed, "cxr-study", study_id)
         subject = int(st["subject_id"][stay])
         views = _views(rng, phase, bool(st["ventilated"][stay]))
-        findings = _findings(pop, stay, phase, rng, opts.cxr_signal)
+        findings, read = study_findings(stays[stay], phase, rng)
         for k, view in enumerate(views):
             did = dicom_id(opts.seed, study_id, k)
             cols = opts.image_columns
@@ -271,7 +326,6 @@ def build_studies(
             ):
                 meta[key].append(value)
         labels = {k: bool(v[stay]) for k, v in pop.labels.items()}
-        read = reported(findings, rng, opts.report_omission, opts.report_false_positive)
         p = int(st["patient_index"][stay])
         text = write_report(
             read,
@@ -282,6 +336,7 @@ def build_studies(
             has_prior=subject in seen_subjects,
             rng=rng,
             no_findings_section_prob=opts.no_findings_section_prob,
+            generic_devices=bool(set(findings.devices) - set(read.devices)) and subject in seen_subjects,
         )
         seen_subjects.add(subject)
         path = reports_root / cxr_report_path(subject, study_id)

@@ -7,8 +7,9 @@ outpatient labs without ``hadm_id``, items that feed no variable, events charted
 admission, unit variants (°F/°C, kg/lbs, cm/inch, FiO2 as a fraction, SpO2 as a fraction) and a small
 rate of physiologically impossible charting errors.
 
-Values follow each stay's latent state (phenotypes, severity) scaled by ``ehr_signal``, a per-stay
-offset, a circadian rhythm, a slow random oscillation, measurement noise and, in the last 36 h before
+Values follow each stay's latent state (phenotypes, acuity: the part of the latent severity that shows
+in the chart) scaled by ``ehr_signal``, a per-stay
+offset, a circadian rhythm, a slow random oscillation, measurement noise and, in the last day before
 an in-hospital death, a deterioration trend. Events are generated a chunk of stays at a time from a
 stream keyed on the chunk, so memory stays bounded and the output does not depend on scheduling.
 
@@ -38,6 +39,7 @@ import polars as pl
 
 from omnifuse.synth import mimic_items as mi
 from omnifuse.synth.population import HOUR, MINUTE, Population
+from omnifuse.synth.rng import keyed_rng
 
 
 @dataclass(frozen=True)
@@ -48,39 +50,52 @@ class Vital:
     offset_sd: float  # between-stay spread of the level
     circadian: float  # amplitude of the daily rhythm (and of a slower oscillation)
     noise: float  # measurement noise sd
-    effects: dict[str, float]  # shift per phenotype label, or per unit of severity
+    effects: dict[str, float]  # shift per phenotype label, or per unit of acuity
     dying: float  # shift reached at an in-hospital death
 
 
 VITALS: dict[str, Vital] = {
     "hr": Vital(
-        84.0, 9.0, 4.0, 4.0, {"sepsis": 10, "shock": 9, "dysrhythmia": 8, "pneumonia": 5, "severity": 7}, 28
+        84.0, 9.0, 4.0, 4.0, {"sepsis": 10, "shock": 9, "dysrhythmia": 8, "pneumonia": 5, "acuity": 7}, 28
     ),
     "sbp": Vital(
-        121.0, 11.0, 5.0, 7.0, {"shock": -20, "sepsis": -7, "htn": 9, "htn_comp": 11, "severity": -6}, -35
+        121.0, 11.0, 5.0, 7.0, {"shock": -20, "sepsis": -7, "htn": 9, "htn_comp": 11, "acuity": -6}, -35
     ),
     "dbp": Vital(
-        62.0, 7.0, 3.0, 5.0, {"shock": -10, "sepsis": -4, "htn": 5, "htn_comp": 5, "severity": -3}, -18
+        62.0, 7.0, 3.0, 5.0, {"shock": -10, "sepsis": -4, "htn": 5, "htn_comp": 5, "acuity": -3}, -18
     ),
     "rr": Vital(
-        19.0, 2.5, 1.0, 2.2, {"resp_failure": 4, "pneumonia": 3, "copd": 2, "sepsis": 2, "severity": 2}, 9
+        19.0,
+        2.5,
+        1.0,
+        2.2,
+        {"resp_failure": 4, "pneumonia": 3, "copd": 2, "sepsis": 2, "acuity": 2},
+        9,
     ),
     "spo2": Vital(
-        97.0, 1.1, 0.4, 1.0, {"resp_failure": -2.5, "pneumonia": -1.5, "copd": -1.5, "severity": -0.9}, -9
+        97.0,
+        1.1,
+        0.4,
+        1.0,
+        {"resp_failure": -2.5, "pneumonia": -1.5, "copd": -1.5, "acuity": -0.9},
+        -9,
     ),
     "temp": Vital(
-        37.0, 0.3, 0.25, 0.25, {"sepsis": 0.9, "pneumonia": 0.6, "shock": -0.3, "severity": 0.15}, -0.7
+        37.0, 0.3, 0.25, 0.25, {"sepsis": 0.9, "pneumonia": 0.6, "shock": -0.3, "acuity": 0.15}, -0.7
     ),
-    "glucose": Vital(125.0, 16.0, 6.0, 20.0, {"dm_comp": 60, "dm": 38, "sepsis": 15, "severity": 9}, 30),
+    "glucose": Vital(125.0, 16.0, 6.0, 20.0, {"dm_comp": 60, "dm": 38, "sepsis": 15, "acuity": 9}, 30),
     "ph": Vital(
         7.40,
         0.02,
         0.005,
         0.03,
-        {"shock": -0.08, "arf": -0.04, "resp_failure": -0.05, "severity": -0.025},
+        {"shock": -0.08, "arf": -0.04, "resp_failure": -0.05, "acuity": -0.025},
         -0.12,
     ),
 }
+
+# Hours before an in-hospital death over which the charted values deteriorate (a linear ramp).
+DETERIORATION_HOURS = 24.0
 
 # Charting errors: values outside the physiological ranges that cleaning must drop (98.6 °F typed as 986).
 IMPOSSIBLE: dict[int, tuple[float, ...]] = {
@@ -138,6 +153,21 @@ class EventBuffer:
         return {k: np.concatenate(getattr(self, k)) for k in ("stay", "itemid", "time", "valuenum", "text")}
 
 
+def vital_offsets(seed: int, n_stays: int) -> np.ndarray:
+    """(n_stays, len(VITALS)) standard-normal level offsets of every stay and variable, from one keyed
+    stream (so the ground truth can record each stay's level whatever the chunking)."""
+    return keyed_rng(seed, "vital-offsets").standard_normal((n_stays, len(VITALS)))
+
+
+def vital_levels(pop: Population, seed: int, signal: float) -> dict[str, np.ndarray]:
+    """Each stay's mean level of every continuous variable (before rhythms, noise and deterioration)."""
+    chunk = StayChunk.from_population(pop, np.arange(pop.n_stays), vital_offsets(seed, pop.n_stays))
+    return {
+        name: spec.base + chunk.offsets[:, j] * spec.offset_sd + chunk.effect(name, signal)
+        for j, (name, spec) in enumerate(VITALS.items())
+    }
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -177,13 +207,15 @@ class StayChunk:
     outtime: np.ndarray
     death: np.ndarray  # in-hospital death time (s) or -1
     labels: dict[str, np.ndarray]
-    severity: np.ndarray
+    acuity: np.ndarray  # the part of the latent severity the chart shows
+    offsets: np.ndarray  # (n, len(VITALS)) per-stay level offsets in units of each variable's offset_sd
     ventilated: np.ndarray
     height_cm: np.ndarray
     weight_kg: np.ndarray
 
     @classmethod
-    def from_population(cls, pop: Population, index: np.ndarray) -> StayChunk:
+    def from_population(cls, pop: Population, index: np.ndarray, offsets: np.ndarray) -> StayChunk:
+        """The stays at ``index``; ``offsets`` = :func:`vital_offsets` of the whole population."""
         st, adm, pat = pop.stays, pop.admissions, pop.patients
         a = st["admission_index"][index]
         p = st["patient_index"][index]
@@ -193,7 +225,8 @@ class StayChunk:
             outtime=st["outtime"][index],
             death=adm["deathtime"][a],
             labels={k: v[index].astype(np.float64) for k, v in pop.labels.items()},
-            severity=st["severity"][index],
+            acuity=st["acuity"][index],
+            offsets=offsets[index],
             ventilated=st["ventilated"][index],
             height_cm=pat["height_cm"][p],
             weight_kg=pat["weight_kg"][p],
@@ -202,10 +235,10 @@ class StayChunk:
     def effect(self, variable: str, signal: float) -> np.ndarray:
         out = np.zeros(len(self.index))
         for key, w in VITALS[variable].effects.items():
-            out += w * (self.severity if key == "severity" else self.labels[key])
+            out += w * (self.acuity if key == "acuity" else self.labels[key])
         return signal * out
 
-    def dying(self, stay: np.ndarray, t: np.ndarray, window_h: float = 36.0) -> np.ndarray:
+    def dying(self, stay: np.ndarray, t: np.ndarray, window_h: float = DETERIORATION_HOURS) -> np.ndarray:
         """0..1 ramp over the ``window_h`` hours before an in-hospital death (0 for survivors)."""
         d = self.death[stay]
         ramp = 1.0 - (d - t) / (window_h * HOUR)
@@ -220,7 +253,8 @@ class VitalModel:
         self.amp, self.noise, self.dying_shift = spec.circadian, spec.noise, spec.dying
         n = len(chunk.index)
         self.chunk, self.signal = chunk, signal
-        self.level = spec.base + rng.normal(0, spec.offset_sd, n) + chunk.effect(variable, signal)
+        offset = chunk.offsets[:, list(VITALS).index(variable)] * spec.offset_sd
+        self.level = spec.base + offset + chunk.effect(variable, signal)
         self.phase = rng.uniform(0, 2 * np.pi, n)
         self.slow_period = rng.uniform(18, 72, n) * HOUR
         self.slow_phase = rng.uniform(0, 2 * np.pi, n)
@@ -276,7 +310,7 @@ def chart_chunk(
     # capillary refill (text only), right or left
     s, t = schedule(rng, start, end, 8.0, p_keep=0.85)
     abnormal = rng.random(len(s)) < _sigmoid(
-        -2.5 + ehr_signal * (1.6 * lab["shock"][s] + 0.6 * chunk.severity[s])
+        -2.5 + ehr_signal * (1.6 * lab["shock"][s] + 0.6 * chunk.acuity[s])
     )
     text = np.array([_TEXT_INDEX[mi.CAPILLARY_REFILL_VALUES[int(a)]] for a in (0, 1)])[abnormal.astype(int)]
     buf.add(s, np.where(rng.random(len(s)) < 0.5, 223951, 224308), t, np.full(len(s), np.nan), text)
@@ -286,7 +320,7 @@ def chart_chunk(
         rng.random(n) < _sigmoid(-1.2 + ehr_signal * (1.5 * lab["resp_failure"] + lab["pneumonia"]))
     )
     s, t = schedule(rng, start, end, np.where(chunk.ventilated, 2.0, 4.0), active=on_o2, p_keep=0.9)
-    pct = 30 + ehr_signal * (15 * lab["resp_failure"][s] + 8 * chunk.severity[s]) + rng.normal(0, 8, len(s))
+    pct = 30 + ehr_signal * (15 * lab["resp_failure"][s] + 8 * chunk.acuity[s]) + rng.normal(0, 8, len(s))
     pct = np.clip(np.round(pct / 5) * 5, 21, 100)
     as_fraction = rng.random(len(s)) < 0.03
     buf.add(s, 223835, t, np.where(as_fraction, pct / 100, pct))
@@ -347,7 +381,7 @@ def _chart_gcs(
     s, t = schedule(rng, start, end, 4.0, p_keep=0.85)
     lab = chunk.labels
     deficit = ehr_signal * (
-        3.5 * lab["stroke"][s] + 1.3 * np.clip(chunk.severity[s], 0, None) + 5.0 * chunk.dying(s, t, 24.0)
+        3.5 * lab["stroke"][s] + 1.3 * np.clip(chunk.acuity[s], 0, None) + 5.0 * chunk.dying(s, t, 24.0)
     )
     sedated = chunk.ventilated[s] & (rng.random(len(s)) < 0.85)
     deficit = deficit + np.where(sedated, rng.uniform(3, 8, len(s)), 0) + np.abs(rng.normal(0, 0.8, len(s)))
@@ -382,6 +416,16 @@ def _spo2_fraction_and_errors(buf: EventBuffer, rng: np.random.Generator, error_
             values[j] = choices[int(rng.integers(len(choices)))]
 
 
+def _previous_discharge(adm: dict[str, np.ndarray]) -> np.ndarray:
+    """Per admission, the discharge time of the same subject's previous admission (int64 min if none)."""
+    subject, admit, disch = adm["subject_id"], adm["admittime"], adm["dischtime"]
+    order = np.lexsort((admit, subject))
+    prev = np.full(len(subject), np.iinfo(np.int64).min, dtype=np.int64)
+    same = subject[order][1:] == subject[order][:-1]
+    prev[order[1:]] = np.where(same, disch[order][:-1], np.iinfo(np.int64).min)
+    return prev
+
+
 def lab_chunk(
     pop: Population, adm_index: np.ndarray, rng: np.random.Generator, ehr_signal: float
 ) -> tuple[EventBuffer, np.ndarray]:
@@ -396,7 +440,7 @@ def lab_chunk(
     fs = first_stay[adm_index]
     has = fs >= 0
     lab = {k: np.where(has, v[np.maximum(fs, 0)], False).astype(np.float64) for k, v in pop.labels.items()}
-    sev = np.where(has, st["severity"][np.maximum(fs, 0)], -0.5)
+    sev = np.where(has, st["acuity"][np.maximum(fs, 0)], -0.5)
     vent = np.where(has, st["ventilated"][np.maximum(fs, 0)], False)
     icu_in = np.where(has, st["intime"][np.maximum(fs, 0)], 0)
     icu_out = np.where(has, st["outtime"][np.maximum(fs, 0)], 0)
@@ -450,7 +494,8 @@ def lab_chunk(
     s = np.repeat(np.arange(n), k)
     t = start[s] - (rng.uniform(1, 30, len(s)) * 24 * HOUR).astype(np.int64)
     t -= t % MINUTE
-    chemistry(s, t, True)
+    after = t > _previous_discharge(adm)[adm_index][s]  # not inside the subject's previous admission
+    chemistry(s[after], t[after], True)
     return buf, np.concatenate(outpatient) if outpatient else np.zeros(0, bool)
 
 

@@ -33,6 +33,7 @@ from omnifuse.synth.mimic_events import (
     format_numbers,
     lab_chunk,
     text_column,
+    vital_offsets,
 )
 from omnifuse.synth.population import CAREUNITS, DAY, MINUTE, Population
 from omnifuse.synth.rng import keyed_rng
@@ -356,10 +357,12 @@ def _chart_frames(
     """(chunk number, its chartevents rows in file order: by subject, stay, time and item id)."""
     columns = MIMIC_IV_LAYOUTS[layout]["icu/chartevents"]
     st = pop.stays
+    offsets = vital_offsets(seed, pop.n_stays)
     for c, start in enumerate(range(0, pop.n_stays, CHART_CHUNK)):
         index = np.arange(start, min(start + CHART_CHUNK, pop.n_stays))
         rng = keyed_rng(seed, "chartevents", c)
-        ev = chart_chunk(StayChunk.from_population(pop, index), rng, ehr_signal, error_rate).arrays()
+        chunk = StayChunk.from_population(pop, index, offsets)
+        ev = chart_chunk(chunk, rng, ehr_signal, error_rate).arrays()
         if filler_ratio > 0:  # a stream of its own: the other rows are those without filler
             extra = filler_rows(
                 ev["stay"],

@@ -99,7 +99,11 @@ SEVERITY_WEIGHTS = {
     "gi_bleed": 0.4,
     "liver": 0.3,
 }
-MORTALITY_SEVERITY_SLOPE = 1.7
+# Independent components of severity (weights before standardisation; the phenotype part has sd ~0.9).
+SEVERITY_COMPONENTS = {"physiology": 0.8, "lung_injury": 1.8, "unobserved": 0.5}
+# Diffuse lung injury: from the acute respiratory and infection factors plus its own part (standardised).
+LUNG_INJURY_LOADINGS = {"respiratory": 0.5, "infection": 0.3, "own": 1.0}
+MORTALITY_SEVERITY_SLOPE = 2.6
 
 CAREUNITS = (
     "Medical Intensive Care Unit (MICU)",
@@ -241,11 +245,28 @@ def build_population(opts: PopulationOptions, groups: list[PhenotypeGroup]) -> P
     labels["dm"] &= ~labels["dm_comp"]
     labels["htn"] &= ~labels["htn_comp"]
 
-    severity = sum(w * labels[k].astype(float) for k, w in SEVERITY_WEIGHTS.items())
-    severity = severity + 0.35 * factors["age"] + rng.normal(0, 0.9, n_st)
+    # Severity = dangerous phenotypes + age + three independent components, each seen by other data:
+    # physiological derangement (charted vitals and labs), diffuse lung injury (bilateral opacities on the
+    # chest film; hypoxaemia in the chart only weakly) and an unobserved remainder.
+    physiology = rng.normal(size=n_st)
+    lung_injury = (
+        LUNG_INJURY_LOADINGS["respiratory"] * acute[:, 1] + LUNG_INJURY_LOADINGS["infection"] * (acute[:, 0])
+    )
+    lung_injury = lung_injury + rng.normal(size=n_st) * LUNG_INJURY_LOADINGS["own"]
+    lung_injury = (lung_injury - lung_injury.mean()) / lung_injury.std()
+    unobserved = rng.normal(size=n_st)
+    from_labels = sum(w * labels[k].astype(float) for k, w in SEVERITY_WEIGHTS.items())
+    from_labels = from_labels + 0.35 * factors["age"]
+    acuity = from_labels + SEVERITY_COMPONENTS["physiology"] * physiology
+    severity = (
+        acuity
+        + SEVERITY_COMPONENTS["lung_injury"] * lung_injury
+        + SEVERITY_COMPONENTS["unobserved"] * unobserved
+    )
     severity = (severity - severity.mean()) / severity.std()
+    acuity = (acuity - acuity.mean()) / acuity.std()  # the part of severity the chart shows
     ventilated = rng.random(n_st) < _sigmoid(
-        -1.3 + 1.8 * labels["resp_failure"] + 0.9 * severity + 0.6 * labels["stroke"]
+        -1.3 + 1.8 * labels["resp_failure"] + 0.9 * severity + 0.6 * labels["stroke"] + 0.5 * lung_injury
     )
 
     # ---- outcome: an admission's death follows the severity of its last ICU stay ----
@@ -321,6 +342,9 @@ def build_population(opts: PopulationOptions, groups: list[PhenotypeGroup]) -> P
         "admission_index": adm_map[stay_adm[sel_st]],
         "patient_index": pat_map[stay_pat[sel_st]],
         "severity": severity[sel_st],
+        "acuity": acuity[sel_st],
+        "physiology": physiology[sel_st],
+        "lung_injury": lung_injury[sel_st],
         "ventilated": ventilated[sel_st],
         "age": age_at_stay[sel_st],
         **{f"factor_{k}": v[sel_st] for k, v in factors.items()},

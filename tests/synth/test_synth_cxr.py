@@ -142,6 +142,34 @@ def test_edema_is_bilateral_perihilar():
         assert apex < right / 2
 
 
+@pytest.mark.parametrize("view", ["AP", "PA"])
+def test_diffuse_opacity_whitens_both_lungs_from_the_bases_up(view):
+    """Lung injury: the extent of diffuse bilateral opacity is a large-area change (what a frozen encoder
+    with global pooling can see), basal first, reaching the apices only when extensive."""
+    for seed in SEEDS:
+        lower = [effect(CxrFindings(diffuse=x), zone, seed, view) for x in (0.3, 0.9) for zone in
+                 (RIGHT_LOWER, LEFT_LOWER)]  # fmt: skip
+        assert min(lower) > 8
+        assert lower[2] > lower[0] + 8 and lower[3] > lower[1] + 8  # grows with the extent
+        apex_mild = effect(CxrFindings(diffuse=0.3), RIGHT_APEX, seed, view)
+        apex_severe = effect(CxrFindings(diffuse=0.9), RIGHT_APEX, seed, view)
+        assert apex_mild < lower[0] / 2 and apex_severe > 10
+        lateral = effect(CxrFindings(diffuse=0.9), ((0.3, 0.7), (0.2, 0.8)), seed, "LATERAL")
+        assert lateral > 8
+    whole = render(CxrFindings(diffuse=1.0), 0, view).mean() - render(CxrFindings(), 0, view).mean()
+    assert whole > 10
+
+
+def test_hyperinflation_and_body_habitus_change_the_whole_film():
+    """COPD: larger, darker lungs with low, flat domes; obesity: thicker soft tissue, a noisier film."""
+    for seed in SEEDS:
+        assert effect(CxrFindings(hyperinflation=1.0), ((0.3, 0.5), (0.1, 0.4)), seed) < -8
+        assert effect(CxrFindings(hyperinflation=1.0), ((0.62, 0.72), (0.1, 0.35)), seed) < -15  # domes
+        assert effect(CxrFindings(habitus=1.0), ((0.3, 0.5), (0.1, 0.4)), seed) > 8  # lungs less dark
+        heavy = ndimage.laplace(render(CxrFindings(habitus=1.0), seed, "AP")).std()
+        assert heavy > 1.3 * ndimage.laplace(render(CxrFindings(), seed, "AP")).std()
+
+
 def test_cardiomegaly_widens_the_heart():
     def bright_width(image: np.ndarray) -> float:
         band = region(image, (0.5, 0.62), (0.0, 1.0))
@@ -258,6 +286,8 @@ KEYWORDS = {
     "cardiomegaly": r"cardiomegaly|enlarge",
     "atelectasis": r"atelecta",
     "pneumothorax": r"pneumothora",
+    "diffuse": r"\bdiffuse\b",
+    "hyperinflation": r"hyperinflat|hyperexpan",
 }
 DEVICE_KEYWORDS = {
     "ett": r"endotracheal|\bET tube",
@@ -300,6 +330,15 @@ def positive_mentions(text: str, pattern: str) -> list[str]:
     return [s for s in sentences(text) if re.search(pattern, s, re.IGNORECASE) and not NEGATION.search(s)]
 
 
+def finding_mentions(text: str, name: str) -> list[str]:
+    """Positive statements about one finding. Lung injury ("diffuse ... opacities") is named "diffuse"
+    and may mention its differential (infection, edema), so its sentences count for it alone."""
+    found = positive_mentions(text, KEYWORDS[name])
+    if name == "diffuse":
+        return found
+    return [s for s in found if not re.search(KEYWORDS["diffuse"], s, re.IGNORECASE)]
+
+
 def random_findings(rng: np.random.Generator) -> CxrFindings:
     def severity() -> float:
         return float(rng.uniform(0.05, 1.0)) if rng.random() < 0.35 else 0.0
@@ -315,6 +354,9 @@ def random_findings(rng: np.random.Generator) -> CxrFindings:
         atelectasis=severity(),
         pneumothorax=severity(),
         pneumothorax_side=sides[int(rng.integers(3))],
+        diffuse=severity(),
+        hyperinflation=severity(),
+        habitus=float(rng.uniform(0, 1)),
         devices=tuple(d for d in DEVICES if rng.random() < 0.25),
     )
 
@@ -348,8 +390,8 @@ def corpus() -> list[tuple[CxrFindings, str]]:
 def test_every_present_finding_and_device_is_described(corpus):
     for f, text in corpus:
         body = described_text(text)
-        for name, pattern in KEYWORDS.items():
-            mentions = positive_mentions(body, pattern)
+        for name in KEYWORDS:
+            mentions = finding_mentions(body, name)
             if getattr(f, name) > 0:
                 assert mentions, f"{name} missing from:\n{text}"
             else:
@@ -362,9 +404,9 @@ def test_every_present_finding_and_device_is_described(corpus):
 def test_impression_never_claims_absent_findings(corpus):
     for f, text in corpus:
         impression = sections(text).get("IMPRESSION", "")
-        for name, pattern in KEYWORDS.items():
+        for name in KEYWORDS:
             if getattr(f, name) == 0:
-                assert not positive_mentions(impression, pattern), f"absent {name} in impression:\n{text}"
+                assert not finding_mentions(impression, name), f"absent {name} in impression:\n{text}"
 
 
 def test_laterality_and_grading():
@@ -377,7 +419,7 @@ def test_laterality_and_grading():
             (sentence,) = positive_mentions(body, "pneumothorax")
             assert side in sentence.lower() and re.search("small|tiny", sentence.lower())
             body = described_text(report(CxrFindings(opacity=0.5, opacity_side=side), seed))
-            assert all(side in s.lower() for s in positive_mentions(body, KEYWORDS["opacity"]))
+            assert all(side in s.lower() for s in finding_mentions(body, "opacity"))
         body = described_text(report(CxrFindings(effusion=0.2, effusion_side="bilateral"), seed))
         assert re.search(r"(small|trace|tiny)[^.]*bilateral[^.]*effusions", body, re.IGNORECASE) or re.search(
             r"bilateral (small|trace|tiny)[^.]*effusions", body, re.IGNORECASE
@@ -386,6 +428,32 @@ def test_laterality_and_grading():
         assert "mild" in body and not re.search("severe|marked|moderate", body)
         body = described_text(report(CxrFindings(cardiomegaly=0.95), seed)).lower()
         assert re.search("severe|marked", body)
+
+
+def test_diffuse_opacity_is_graded_by_extent():
+    for seed in range(40):
+        (mild,) = finding_mentions(described_text(report(CxrFindings(diffuse=0.15), seed)), "diffuse")
+        assert re.search("mild|patchy", mild, re.IGNORECASE) and "bilateral" in mild
+        (severe,) = finding_mentions(described_text(report(CxrFindings(diffuse=0.9), seed)), "diffuse")
+        assert re.search("extensive|severe|white-out", severe, re.IGNORECASE)
+
+
+def test_unnamed_devices_are_mentioned_generically():
+    for seed in range(30):
+        text = write_report(
+            CxrFindings(effusion=0.4),
+            views=("AP",),
+            age=70,
+            gender="M",
+            indication="hypoxia",
+            has_prior=True,
+            rng=np.random.default_rng(seed),
+            no_findings_section_prob=0.0,
+            generic_devices=True,
+        )
+        body = described_text(text)
+        assert re.search(r"(devices|lines and tubes)[^.]*(unchanged|stable)", body, re.IGNORECASE)
+        assert not any(re.search(p, body, re.IGNORECASE) for p in DEVICE_KEYWORDS.values())
 
 
 def test_normal_report():

@@ -20,7 +20,14 @@ from omnifuse.cohorts.mimic.schema import (
     cxr_report_path,
 )
 from omnifuse.cohorts.phenotypes import load_phenotypes
-from omnifuse.synth.mimic import MimicSynthConfig, generate_mimic
+from omnifuse.synth.mimic import (
+    CXR_LATENT,
+    EHR_LATENT,
+    REP_LATENT,
+    MimicSynthConfig,
+    generate_mimic,
+    latent_views,
+)
 from omnifuse.synth.population import PHENOTYPE_KEYS
 from tests.helpers import tree_digest
 
@@ -338,3 +345,62 @@ def test_filler_rows_follow_the_ratio_and_change_no_extracted_event(hospital, tm
         (~pl.read_csv(tmp_path / "plain/mimic-iv/icu/chartevents.csv.gz", infer_schema=False)["itemid"]
          .cast(pl.Int64).is_in(list(feeding))).sum()
     )  # fmt: skip
+
+
+def test_latent_views_one_row_per_stay_with_the_documented_columns(hospital):
+    root = hospital[0]
+    views = latent_views(root)
+    assert set(views) == {"ehr", "cxr", "rep"}
+    stays = read(root / "mimic-iv" / "icu" / "icustays.csv.gz")["stay_id"].cast(pl.String)
+    for name, columns in (("ehr", EHR_LATENT), ("cxr", CXR_LATENT), ("rep", REP_LATENT)):
+        frame = views[name]
+        assert frame.columns == ["sample_id", *columns], name
+        assert frame["sample_id"].dtype == pl.String
+        assert frame["sample_id"].n_unique() == frame.height == SMALL.n_stays
+        assert set(frame["sample_id"]) == set(stays)
+        values = frame.drop("sample_id").to_numpy()
+        assert np.isfinite(values).all()
+    for name in ("cxr", "rep"):
+        findings = views[name].drop("sample_id").to_numpy()
+        assert ((findings >= 0) & (findings <= 1)).all()
+    no_cxr = hospital[0].parent / "no-cxr"
+    generate_mimic(no_cxr, dataclasses.replace(SMALL, with_cxr=False))
+    assert set(latent_views(no_cxr)) == {"ehr"}
+
+
+def test_ehr_levels_in_the_ground_truth_are_the_charted_levels(hospital, tables):
+    """The per-stay heart-rate level of the latent view is what the chart fluctuates around."""
+    views = latent_views(hospital[0])
+    charted = (
+        tables["icu/chartevents"]
+        .filter(pl.col("itemid") == 220045, pl.col("valuenum").is_between(25, 220))
+        .group_by("stay_id")
+        .agg(pl.col("valuenum").median().alias("charted"), pl.len())
+        .filter(pl.col("len") >= 24)
+        .with_columns(pl.col("stay_id").cast(pl.String).alias("sample_id"))
+        .join(views["ehr"], on="sample_id")
+    )
+    assert charted.height > 10
+    assert np.corrcoef(charted["charted"], charted["level_hr"])[0, 1] > 0.8
+
+
+def test_lung_injury_drives_diffuse_opacities_and_mortality():
+    """The chest films carry mortality signal: the extent of diffuse bilateral opacities follows the
+    stay's latent lung injury, which is part of the severity that in-hospital death follows."""
+    from sklearn.metrics import roc_auc_score
+
+    from omnifuse.synth.mimic_cxr import CxrOptions, stay_cxr
+    from omnifuse.synth.population import PopulationOptions, build_population
+
+    pop = build_population(PopulationOptions(4000, 3, 0.12, 0.08, 0.07, 0.01), load_phenotypes(None))
+    opts = CxrOptions(3, 1.0, 0.7, 0.2, 0.15, 0.03, 0.1, 64)
+    diffuse = np.array([stay_cxr(pop, s, opts).findings.diffuse for s in range(pop.n_stays)])
+    injury = pop.stays["lung_injury"]
+    assert 0.3 < (diffuse > 0).mean() < 0.7
+    assert np.corrcoef(diffuse, injury)[0, 1] > 0.8
+    died = pop.admissions["hospital_expire_flag"][pop.stays["admission_index"]] == 1
+    assert roc_auc_score(died, diffuse) > 0.7
+    # without signal the films no longer follow the latent state
+    flat = dataclasses.replace(opts, cxr_signal=0.0)
+    diffuse0 = np.array([stay_cxr(pop, s, flat).findings.diffuse for s in range(pop.n_stays)])
+    assert abs(roc_auc_score(died, diffuse0) - 0.5) < 0.06
