@@ -63,7 +63,7 @@ def cluster_config() -> dict:
     config["cohort"] = {"n_folds": 2}
     volume = {"size": 32, "max_slices": 4}
     config["features"] = {"precision": "fp32", "num_workers": 0, "threads": 1, "ct": volume, "pet": volume}
-    config["train"] = {"max_epochs": 10, "patience": 10, "cohort_mode": "all"}  # folds long enough to catch
+    config["train"] = {"max_epochs": 100, "patience": 100, "cohort_mode": "all"}  # ~1 s folds to catch
     config["encoders"] = {"d": 8, "ehr_hidden": 8, "ehr_layers": 1, "attn_hidden": 4}
     config["methods"] = {"omnifuse": {"cra_hidden": 8, "cra_latent": 4, "k": 2}}
     config["experiments"] = {name: {"enabled": False} for name in ("table2", "table3", "missing", "fig6",
@@ -379,7 +379,7 @@ def cancel_training_mid_run(
     """``scancel`` a training job between its first fold and its summary; return its SLURM id and run
     directory. The training jobs' run folders are watched every few milliseconds (squeue, slower, only
     maps them to job ids) and a job is frozen (``scontrol suspend``) as soon as its first fold appears, so
-    that a fast machine is caught between folds too (the config trains 10 epochs per fold); one that has
+    that a fast machine is caught between folds too (the config trains 100 epochs per fold); one that has
     already written its summary is passed over."""
     jobs: dict[Path, str] = {}
     passed: set[str] = set()
