@@ -63,7 +63,7 @@ def cluster_config() -> dict:
     config["cohort"] = {"n_folds": 2}
     volume = {"size": 32, "max_slices": 4}
     config["features"] = {"precision": "fp32", "num_workers": 0, "threads": 1, "ct": volume, "pet": volume}
-    config["train"] = {"max_epochs": 10, "patience": 10, "cohort_mode": "all"}  # folds long enough to catch
+    config["train"] = {"max_epochs": 100, "patience": 100, "cohort_mode": "all"}  # ~1 s folds to catch
     config["encoders"] = {"d": 8, "ehr_hidden": 8, "ehr_layers": 1, "attn_hidden": 4}
     config["methods"] = {"omnifuse": {"cra_hidden": 8, "cra_latent": 4, "k": 2}}
     config["experiments"] = {name: {"enabled": False} for name in ("table2", "table3", "missing", "fig6",
@@ -373,15 +373,25 @@ def _suspend(cluster: Cluster, jobid: str) -> bool:
     return True
 
 
+def _new_fold(run_dir: Path, since: float) -> bool:
+    """Whether the run's first fold is on disk and was written after ``since`` (a time.time())."""
+    try:
+        return (run_dir / "fold0").stat().st_mtime >= since - 1.0
+    except FileNotFoundError:
+        return False
+
+
 def cancel_training_mid_run(
     cluster: Cluster, proc: subprocess.Popen, out: Path, work: Path
 ) -> tuple[str, Path]:
     """``scancel`` a training job between its first fold and its summary; return its SLURM id and run
     directory. The training jobs' run folders are watched every few milliseconds (squeue, slower, only
     maps them to job ids) and a job is frozen (``scontrol suspend``) as soon as its first fold appears, so
-    that a fast machine is caught between folds too (the config trains 10 epochs per fold); one that has
-    already written its summary is passed over."""
+    that a fast machine is caught between folds too (the config trains 100 epochs per fold); one that has
+    already written its summary is passed over. A fold counts once it is newer than the job (a forced
+    rerun starts with the previous run's folders on disk)."""
     jobs: dict[Path, str] = {}
+    seen: dict[str, float] = {}  # SLURM id -> when it was first seen running
     passed: set[str] = set()
     deadline = time.monotonic() + 900
     next_query = 0.0
@@ -394,12 +404,13 @@ def cancel_training_mid_run(
                 if rule == "train":
                     dataset, task, variant, combo, setting = wildcards.split("_")
                     jobs[work / "results" / dataset / "runs" / task / variant / combo / setting] = jobid
+                    seen.setdefault(jobid, time.time())
             next_query = time.monotonic() + 0.2
         for run_dir, jobid in jobs.items():
-            if jobid in passed or not (run_dir / "fold0").is_dir():
+            if jobid in passed or not _new_fold(run_dir, seen[jobid]) or (run_dir / "summary.json").exists():
                 continue
             passed.add(jobid)
-            if (run_dir / "summary.json").exists() or not _suspend(cluster, jobid):
+            if not _suspend(cluster, jobid):
                 continue  # it ended meanwhile
             if (run_dir / "summary.json").exists():
                 cluster.command("scontrol", "resume", jobid)
