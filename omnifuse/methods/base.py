@@ -257,6 +257,14 @@ class FusionMethod(nn.Module):
         """Parameters of one modality's encoder (for gradient modulation, e.g. OGM-GE)."""
         return list(self.encoders.encoders[modality].parameters())
 
+    def with_task_loss(self, out: ModelOutput, batch: Batch) -> ModelOutput:
+        """``out`` with the task loss as its only term (``ce`` = ``total``) where the batch has targets."""
+        if batch.y is not None:
+            ce = self.task.loss(out.logits, batch.y)
+            out.loss = ce
+            out.losses = {"ce": ce, "total": ce}
+        return out
+
     def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 

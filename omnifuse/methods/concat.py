@@ -24,8 +24,4 @@ class Concat(FusionMethod):
         v = self.embed(batch).inputs
         logits = self.head(v.flatten(1))
         out = ModelOutput(logits=logits, embeddings=v)
-        if batch.y is not None:
-            ce = self.task.loss(logits, batch.y)
-            out.loss = ce
-            out.losses = {"ce": ce, "total": ce}
-        return out
+        return self.with_task_loss(out, batch)

@@ -75,8 +75,4 @@ class MedFuse(FusionMethod):
         logits = self.head(self.fuse(v, batch.observed))
         seen = v * batch.observed.unsqueeze(-1).to(v.dtype)  # what the LSTM can see (missing: zero)
         out = ModelOutput(logits=logits, embeddings=seen)
-        if batch.y is not None:
-            ce = self.task.loss(logits, batch.y)
-            out.loss = ce
-            out.losses = {"ce": ce, "total": ce}
-        return out
+        return self.with_task_loss(out, batch)

@@ -149,11 +149,7 @@ class OGMGE(FusionMethod):
             modality_mask=batch.observed,
             embeddings=v,
         )
-        if batch.y is not None:
-            ce = self.task.loss(logits, batch.y)
-            out.loss = ce
-            out.losses = {"ce": ce, "total": ce}
-        return out
+        return self.with_task_loss(out, batch)
 
     def active(self, epoch: int) -> bool:
         return self.cfg.start_epoch <= epoch <= self.cfg.end_epoch

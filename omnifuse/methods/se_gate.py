@@ -61,14 +61,10 @@ class SEGate(FusionMethod):
         e = self.gates(v)
         logits = self.head((v * e.unsqueeze(-1)).flatten(1))
         out = ModelOutput(logits=logits, embeddings=v, extras={"gates": e})
-        if batch.y is not None:
-            ce = self.task.loss(logits, batch.y)
-            out.loss = ce
-            out.losses = {"ce": ce, "total": ce}
-            if self.training:
-                self._gate_sum += e.detach().double().sum(0).cpu()
-                self._gate_n += len(batch)
-        return out
+        if batch.y is not None and self.training:
+            self._gate_sum += e.detach().double().sum(0).cpu()
+            self._gate_n += len(batch)
+        return self.with_task_loss(out, batch)
 
     def on_epoch_start(self, ctx: Any) -> None:
         self._gate_sum.zero_()

@@ -27,8 +27,4 @@ class SumFusion(FusionMethod):
         v = self.embed(batch).inputs  # (B, M, d)
         logits = self.head(v.sum(1))
         out = ModelOutput(logits=logits, embeddings=v)
-        if batch.y is not None:
-            ce = self.task.loss(logits, batch.y)
-            out.loss = ce
-            out.losses = {"ce": ce, "total": ce}
-        return out
+        return self.with_task_loss(out, batch)

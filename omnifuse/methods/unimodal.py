@@ -41,8 +41,4 @@ class Unimodal(FusionMethod):
         out = ModelOutput(
             logits=logits, modality_logits=heads, modality_mask=head_mask, embeddings=v.unsqueeze(1)
         )
-        if batch.y is not None:
-            ce = self.task.loss(logits, batch.y)
-            out.loss = ce
-            out.losses = {"ce": ce, "total": ce}
-        return out
+        return self.with_task_loss(out, batch)
