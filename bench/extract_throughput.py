@@ -32,11 +32,11 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gpu_bench import section_texts  # noqa: E402
+
 from omnifuse.features.engine import cpu_seconds  # noqa: E402
 from omnifuse.features.extract import ExtractOptions, extract  # noqa: E402
 from omnifuse.features.images import load_grey_image  # noqa: E402
-from omnifuse.features.rep import read_report_file  # noqa: E402
-from omnifuse.features.report_sections import report_text  # noqa: E402
 from omnifuse.features.resnet import ImageEncoder, build_resnet34  # noqa: E402
 from omnifuse.features.runtime import resolve_runtime, set_threads  # noqa: E402
 from omnifuse.features.text_model import (  # noqa: E402
@@ -98,11 +98,7 @@ def bare_reports(paths: list[Path], opts: ExtractOptions) -> dict:
     tokenizer, _ = load_tokenizer(opts.text_model, opts.tokenizer)
     net, _ = load_text_model(opts.text_model, opts.seed)
     planner = WindowPlanner(tokenizer, opts.max_tokens, model_positions(net, tokenizer), opts.window_overlap)
-    texts = []
-    for p in paths:
-        found = report_text(read_report_file(p, opts.language)[0], opts.section, opts.fallback)
-        if found.text:
-            texts.append(found.text)
+    texts = section_texts(paths, opts)
     batches = [planner(texts[i : i + opts.batch_size]) for i in range(0, len(texts), opts.batch_size)]
     encoder = TextEncoder(net, runtime.device)
     with runtime.inference():

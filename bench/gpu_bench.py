@@ -731,13 +731,25 @@ def bert_folder(dest: Path, arch: tuple[int, int, int, int], seed: int = 0) -> P
     return dest
 
 
+def section_texts(paths: list[Path], opts: ExtractOptions) -> list[str]:
+    """The section each report is encoded from (``opts.section`` / ``fallback``), reports without one
+    left out: the texts the report benchmarks feed the encoder."""
+    from omnifuse.features.rep import read_report_file
+    from omnifuse.features.report_sections import report_text
+
+    texts = []
+    for p in paths:
+        found = report_text(read_report_file(p, opts.language)[0], opts.section, opts.fallback)
+        if found.text:
+            texts.append(found.text)
+    return texts
+
+
 def bare_reports(
     paths: Sequence[Path], opts: ExtractOptions, n: int, device: torch.device
 ) -> tuple[dict[str, float], dict[str, float], float]:
     """(``bare``, ``model``, mean tokens): the extraction's text encoder on texts read and tokenized
     beforehand (copies included), and the network alone on device-resident token batches."""
-    from omnifuse.features.rep import read_report_file
-    from omnifuse.features.report_sections import report_text
     from omnifuse.features.text_model import (
         TextEncoder,
         WindowPlanner,
@@ -750,11 +762,7 @@ def bare_reports(
     tokenizer, _ = load_tokenizer(opts.text_model, opts.tokenizer)
     net, _ = load_text_model(opts.text_model, opts.seed)
     planner = WindowPlanner(tokenizer, opts.max_tokens, model_positions(net, tokenizer), opts.window_overlap)
-    texts = []
-    for p in paths:
-        found = report_text(read_report_file(p, opts.language)[0], opts.section, opts.fallback)
-        if found.text:
-            texts.append(found.text)
+    texts = section_texts(list(paths), opts)
     texts = [texts[i % len(texts)] for i in range(max(n, len(texts)))]
     batches = [planner(texts[i : i + opts.batch_size]) for i in range(0, len(texts), opts.batch_size)]
     tokens = float(np.mean(np.concatenate([b.lengths.numpy() for b in batches])))
