@@ -915,11 +915,11 @@ def bare_steps(
     tcfg, mcfg = resolve_configs("omnifuse", {**ABLATIONS["f"], "threads": threads, "device": device.type})
     setup_torch(tcfg, device)  # the trainer's threads and, on CUDA, deterministic algorithms
     idx = torch.arange(min(sizes.train_batch, len(data)))
-    inputs, _ = fit_normalizers(data, idx.numpy(), tcfg)
-    batch = data.batch(idx, inputs, targets=True, device=device)
     spec = ModelSpec(data.modalities, data.inputs, data.shapes, data.meta.kind, data.meta.n_outputs)
     torch.manual_seed(0)
     model = build_method("omnifuse", spec, mcfg).to(device).train()
+    normalizers = fit_normalizers(data, idx.numpy(), tcfg)
+    batch = data.batch(idx, normalizers, targets=True, device=device, trim=model.encoders.length_invariant())
     opt = make_optimizer(model, tcfg)  # the trainer's (fused) Adam
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     cast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext

@@ -98,13 +98,13 @@ def step_breakdown(cohort, caches, row: str, threads: int, batch_size: int) -> d
     torch.set_num_threads(threads)
     data = load_run_data(cohort, caches, None, with_targets=True)
     idx = torch.arange(min(batch_size, len(data)))
-    inputs, _ = fit_normalizers(data, idx.numpy(), tcfg)
-    batch = data.batch(idx, inputs, targets=True)
     from omnifuse.methods.base import ModelSpec
 
     spec = ModelSpec(data.modalities, data.inputs, data.shapes, data.meta.kind, data.meta.n_outputs)
     torch.manual_seed(0)
     model = build_method("omnifuse", spec, mcfg).train()
+    normalizers = fit_normalizers(data, idx.numpy(), tcfg)
+    batch = data.batch(idx, normalizers, targets=True, trim=model.encoders.length_invariant())
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     enc = time_step(model, batch, opt, "encoders")
     full = time_step(model, batch, opt, "full")

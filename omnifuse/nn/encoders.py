@@ -25,6 +25,10 @@ import torch
 from torch import nn
 
 ENCODER_KINDS = ("lstm", "mlp", "attention", "transformer")
+# encoders whose output ignores the steps after a row's last valid one and is the same for a row of
+# identical steps (e.g. a zero input) at any length: their batches may drop padding steps, and their
+# missing-modality placeholder is computed on a single zero step
+LENGTH_INVARIANT = ("mlp", "attention", "transformer")
 
 
 def encoder_kind(modality: str, seq_len: int, token_encoder: str = "attention") -> str:
@@ -180,6 +184,14 @@ class ModalityEncoders(nn.Module):
     def encode(self, modality: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.encoders[modality](x, mask)
 
+    def length_invariant(self) -> frozenset[str]:
+        """Modalities whose encoder is in :data:`LENGTH_INVARIANT`."""
+        return frozenset(m for m in self.modalities if self.kinds[m] in LENGTH_INVARIANT)
+
+    def _zero_steps(self, modality: str) -> int:
+        """Steps of the zero input a placeholder is computed on (1 where the length cannot matter)."""
+        return 1 if self.kinds[modality] in LENGTH_INVARIANT else self.shapes[modality][0]
+
     def forward(self, x: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(B, M, d): every modality's encoder on its batch input."""
         return torch.stack([self.encode(m, x[m], mask[m]) for m in self.modalities], dim=1)
@@ -194,8 +206,9 @@ class ModalityEncoders(nn.Module):
         true, placeholders = [], []
         for m in self.modalities:
             xm, mm = x[m], mask[m]
-            zero = torch.zeros(1, *xm.shape[1:], dtype=xm.dtype, device=xm.device)
-            valid = torch.ones(1, mm.shape[1], dtype=torch.bool, device=mm.device)
+            steps = xm.shape[1] if self.kinds[m] == "lstm" else self._zero_steps(m)
+            zero = torch.zeros(1, steps, xm.shape[2], dtype=xm.dtype, device=xm.device)
+            valid = torch.ones(1, steps, dtype=torch.bool, device=mm.device)
             if self.kinds[m] == "lstm":
                 out = self.encode(m, torch.cat([xm, zero]), torch.cat([mm, valid]))
                 true.append(out[:-1])
@@ -209,7 +222,7 @@ class ModalityEncoders(nn.Module):
         """(M, d): each encoder applied to a zero input (all steps valid), the missing-modality value."""
         rows = []
         for m in self.modalities:
-            length, dim = self.shapes[m]
+            length, dim = self._zero_steps(m), self.shapes[m][1]
             zero = torch.zeros(1, length, dim, device=device)
             rows.append(self.encode(m, zero, torch.ones(1, length, dtype=torch.bool, device=device))[0])
         return torch.stack(rows)

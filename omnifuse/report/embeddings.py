@@ -50,7 +50,7 @@ def true_and_imputed(
     from omnifuse.formats.checkpoint import load_checkpoint, model_from_checkpoint
     from omnifuse.formats.cohort import read_cohort
     from omnifuse.methods.omnifuse import OmniFuse
-    from omnifuse.train.predict import normalized_inputs, prediction_data
+    from omnifuse.train.predict import checkpoint_normalizers, prediction_data
 
     path = Path(run_dir) / f"fold{fold}" / "checkpoint.pt"
     if not path.is_file():
@@ -72,12 +72,14 @@ def true_and_imputed(
         raise ReportError(
             f"fig8: only {rows.size} test samples of fold {test_fold} have all of {'+'.join(inputs_names)}"
         )
-    inputs = normalized_inputs(data, ckpt)
+    normalizers = checkpoint_normalizers(data, ckpt)
     trues: dict[str, list[np.ndarray]] = {m: [] for m in inputs_names}
     imps: dict[str, list[np.ndarray]] = {m: [] for m in inputs_names}
     with torch.no_grad():
         for part in torch.as_tensor(rows, dtype=torch.long).split(batch_size):
-            batch = data.batch(part, inputs, targets=False, labels=False)
+            batch = data.batch(
+                part, normalizers, targets=False, labels=False, trim=model.encoders.length_invariant()
+            )
             true = model.encoders(batch.x, batch.mask)
             placeholder = model.placeholder(true.device)
             for m, j in zip(inputs_names, cols, strict=True):

@@ -20,7 +20,7 @@ Batches are built by index (no per-sample Python work): :meth:`RunData.batch`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,9 @@ from omnifuse.formats.cache import FeatureCache, cohort_availability, load_for_c
 from omnifuse.formats.cohort import CohortMeta, CohortRef, read_cohort
 from omnifuse.formats.run import combo_name
 from omnifuse.methods.base import Batch
+from omnifuse.nn.encoders import last_valid_index
 from omnifuse.train.missingness import simulate_missing
+from omnifuse.train.normalize import FittedNormalizer
 
 log = logging.getLogger("omnifuse.train")
 
@@ -78,6 +80,7 @@ class RunData:
     dropped: torch.Tensor  # (N, M) bool: removed by simulated missingness
     attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    _lengths: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -106,29 +109,54 @@ class RunData:
             "present": self.present[i],
         }
 
+    def lengths(self, modality: str) -> torch.Tensor:
+        """(N,) steps a row needs: up to its last valid step; 1 for a row without data (a zero input,
+        which every length-invariant encoder maps to the same embedding at any length)."""
+        if modality not in self._lengths:
+            j = self.modalities.index(modality)
+            length = last_valid_index(self.mask[modality]) + 1
+            self._lengths[modality] = torch.where(self.present[:, j], length, torch.ones_like(length))
+        return self._lengths[modality]
+
     def batch(
         self,
         idx: torch.Tensor,
-        inputs: Mapping[str, torch.Tensor] | None = None,
+        normalizers: Mapping[str, FittedNormalizer] | None = None,
         *,
         targets: bool = False,
         labels: bool = True,
         device: torch.device | str = "cpu",
+        trim: Collection[str] = (),
     ) -> Batch:
-        """Rows ``idx`` as a :class:`Batch`. ``inputs`` replaces ``x`` (per-fold normalised tensors).
-        Without ``targets`` the data of non-observed modalities are zeroed and ``present`` is None, so that
-        nothing but the inputs can reach a model at evaluation time."""
-        source = inputs if inputs is not None else self.x
+        """Rows ``idx`` as a :class:`Batch` of float32 inputs, each modality passed through its fold
+        normaliser (``normalizers``). Without ``targets`` the data of non-observed modalities are zeroed
+        and ``present`` is None, so that nothing but the inputs can reach a model at evaluation time.
+
+        ``trim``: modalities whose encoder ignores the steps after a row's last valid one and maps a zero
+        input to the same embedding at any length (attention pooling, mean pooling, the transformer
+        layer; not the LSTM). Their batch keeps only the steps some row of the batch needs
+        (:meth:`lengths`): report tokens padded to the cache's length cost nothing."""
+        normalizers = normalizers or {}
         observed = self.observed[idx]
         xs: dict[str, torch.Tensor] = {}
+        masks: dict[str, torch.Tensor] = {}
         for j, m in enumerate(self.modalities):
-            x = source[m].index_select(0, idx).float()
+            source, valid = self.x[m], self.mask[m]
+            if m in trim:
+                steps = int(self.lengths(m)[idx].max()) if len(idx) else 1
+                source, valid = source[:, :steps], valid[:, :steps]
+            x = source.index_select(0, idx)
+            x = normalizers[m].apply(x) if m in normalizers else x.float()
             if not targets:
                 x = x * observed[:, j].view(-1, 1, 1).to(x.dtype)
+            mask = valid.index_select(0, idx)
+            if m in trim:
+                mask[~mask.any(1)] = True  # a row without data: an all-valid zero input, as in the cache
             xs[m] = x.to(device, non_blocking=True)
+            masks[m] = mask.to(device)
         return Batch(
             x=xs,
-            mask={m: self.mask[m].index_select(0, idx).to(device) for m in self.modalities},
+            mask=masks,
             observed=observed.to(device),
             present=self.present[idx].to(device) if targets else None,
             y=self.y[idx].to(device) if labels else None,

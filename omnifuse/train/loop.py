@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from omnifuse.features.runtime import cpu_supports_bf16
+from omnifuse.features.runtime import cpu_supports_bf16, keep_freed_memory
 from omnifuse.formats.checkpoint import make_checkpoint
 from omnifuse.methods.base import Batch, FusionMethod, MethodConfig, ModelSpec
 from omnifuse.methods.registry import build_method
 from omnifuse.metrics import compute_metrics
 from omnifuse.train.config import TrainConfig
 from omnifuse.train.data import RunData
-from omnifuse.train.normalize import get_normalizer
+from omnifuse.train.normalize import FittedNormalizer, get_normalizer
 from omnifuse.train.splits import split_patients
 
 log = logging.getLogger("omnifuse.train")
@@ -55,13 +55,15 @@ def resolve_precision(cfg: TrainConfig, device: torch.device) -> str:
 
 
 def setup_torch(cfg: TrainConfig, device: torch.device) -> None:
-    """Bounded threads and, on CUDA, deterministic algorithms (with a fixed cuBLAS workspace).
+    """Bounded threads, freed memory kept for the next batches (:func:`keep_freed_memory`) and, on CUDA,
+    deterministic algorithms (with a fixed cuBLAS workspace).
 
     On CPU the kernels these models use are deterministic for a fixed thread count (the determinism
     tests check it), and ``torch.use_deterministic_algorithms`` costs ~3 s per process: it imports
     torch._dynamo / torch._inductor, a large share of a short training job.
     """
     torch.set_num_threads(cfg.threads)
+    keep_freed_memory()
     if cfg.deterministic and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -78,7 +80,7 @@ class FitContext:
     """What the trainer hands to method hooks."""
 
     data: RunData
-    inputs: dict[str, torch.Tensor]  # per-fold normalised inputs (what batches read)
+    normalizers: dict[str, FittedNormalizer]  # per-fold normalisation, applied to every batch
     train_idx: torch.Tensor
     val_idx: torch.Tensor
     holdout_idx: torch.Tensor
@@ -87,6 +89,7 @@ class FitContext:
     device: torch.device
     generator: torch.Generator  # for method-side randomness (e.g. OGM-GE noise), seeded per fold
     precision: str = "fp32"  # of the training steps (and of training-time work such as TLA mining)
+    trim: frozenset[str] = frozenset()  # modalities whose batches drop all-padding steps (RunData.batch)
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -110,7 +113,9 @@ class FitContext:
         if shuffle:
             idx = idx[torch.randperm(len(idx), generator=generator or self.generator)]
         for part in idx.split(size):
-            yield self.data.batch(part, self.inputs, targets=targets, labels=labels, device=self.device)
+            yield self.data.batch(
+                part, self.normalizers, targets=targets, labels=labels, device=self.device, trim=self.trim
+            )
 
     @staticmethod
     def clock() -> float:
@@ -173,27 +178,23 @@ def evaluate_rows(
     return metrics, pred
 
 
-def fit_normalizers(
-    data: RunData, train_idx: np.ndarray, cfg: TrainConfig
-) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
-    """Per-fold inputs: each modality normalised (``train.normalize``) with statistics of the training
-    rows where it is present. Returns the inputs and the normalisers' states (for the checkpoint)."""
-    inputs = dict(data.x)
-    states: dict[str, dict[str, Any]] = {}
+def fit_normalizers(data: RunData, train_idx: np.ndarray, cfg: TrainConfig) -> dict[str, FittedNormalizer]:
+    """Each modality's normaliser (``train.normalize``) fitted on the training rows where it is present
+    (modalities set to ``none`` are left out)."""
+    fitted: dict[str, FittedNormalizer] = {}
     for m in data.modalities:
         name = cfg.normalizer_for(m)
         if name == "none":
             continue
-        norm = get_normalizer(name)
         j = data.modalities.index(m)
         rows = torch.as_tensor(train_idx, dtype=torch.long)
         rows = rows[data.present[rows, j]]
         if len(rows) == 0:
             raise ValueError(f"normaliser {name} for {m}: no training sample of this fold has {m}")
-        state = norm.fit(data.x[m][rows].float(), data.mask[m][rows], data.attrs.get(m, {}))
-        inputs[m] = norm.apply(data.x[m].float(), state)
-        states[m] = {"name": name, "state": dict(state)}
-    return inputs, states
+        steps = int(data.lengths(m)[rows].max())  # the steps after every row's last valid one: padding
+        x, mask = data.x[m][:, :steps].index_select(0, rows), data.mask[m][:, :steps].index_select(0, rows)
+        fitted[m] = FittedNormalizer(name, get_normalizer(name).fit(x, mask, data.attrs.get(m, {})))
+    return fitted
 
 
 @dataclass
@@ -254,12 +255,13 @@ def fit_fold(
             train, data.patients, data.strat_labels(train), data.meta.kind, model.holdout_fraction,
             fold_seed(cfg.seed, fold, 2),
         )  # fmt: skip
-    inputs, norm_states = fit_normalizers(data, train, cfg)
+    normalizers = fit_normalizers(data, train, cfg)
     as_t = lambda a: torch.as_tensor(a, dtype=torch.long)  # noqa: E731
     generator = torch.Generator().manual_seed(fold_seed(cfg.seed, fold, 3))
     ctx = FitContext(
-        data, inputs, as_t(train), as_t(val), as_t(holdout), as_t(test), cfg, device, generator, precision
-    )
+        data, normalizers, as_t(train), as_t(val), as_t(holdout), as_t(test), cfg, device, generator,
+        precision, trim=model.encoders.length_invariant(),
+    )  # fmt: skip
     log.info(
         "fold %d: %s on %s, %d train / %d inner-val / %d held-out / %d test samples",
         fold, method, "+".join(data.inputs), train.size, val.size, holdout.size, test.size,
@@ -353,7 +355,14 @@ def fit_fold(
         "precision": precision,
     }
     checkpoint = make_checkpoint(
-        model, method, method_cfg, cfg.to_dict(), norm_states, data.meta, fold, best_epoch
+        model,
+        method,
+        method_cfg,
+        cfg.to_dict(),
+        {m: n.to_dict() for m, n in normalizers.items()},
+        data.meta,
+        fold,
+        best_epoch,
     )
     log.info(
         "fold %d: test AUROC %.4f AUPRC %.4f (best epoch %d of %d, %.1f s)",

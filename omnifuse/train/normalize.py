@@ -5,10 +5,13 @@ channels per fold with statistics from the training part of the fold only. Which
 modality gets comes from ``train.normalize`` (``("ehr=ehr_zscore",)`` by default); a normaliser is any
 object with
 
-* ``fit(data, mask, attrs) -> state``: ``data`` (n, L, D) float32 rows of the training part where the
-  modality is present, ``mask`` (n, L) their valid steps, ``attrs`` the cache attributes; ``state`` is a
-  dict of tensors (it is stored in the checkpoint, so predictions reuse it);
-* ``apply(data, state) -> data``.
+* ``fit(data, mask, attrs) -> state``: ``data`` (n, L, D) rows of the training part where the modality
+  is present, as stored (float16 or float32), ``mask`` (n, L) their valid steps, ``attrs`` the cache
+  attributes; ``state`` is a dict of tensors (it is stored in the checkpoint, so predictions reuse it);
+* ``apply(data, state) -> data``: float32 (``data`` as stored, e.g. float16; it must not be modified).
+
+Statistics are fitted once per fold; batches apply them to their own rows
+(:class:`FittedNormalizer`), so no normalised copy of a whole cache is ever held.
 
 Register one with :func:`register_normalizer` (e.g. from ``omnifuse.cohorts.ehr``) to replace a built-in.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -42,20 +46,34 @@ class Normalizer(Protocol):
     def apply(self, data: torch.Tensor, state: Mapping[str, torch.Tensor]) -> torch.Tensor: ...
 
 
-def channel_stats(data: torch.Tensor, mask: torch.Tensor, channels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Mean and std (population) of ``channels`` over the valid steps; std 0 → 1."""
-    values = data[..., channels][mask].double()  # (n_valid_steps, K)
-    if values.shape[0] == 0:
+def channel_stats(
+    data: torch.Tensor, mask: torch.Tensor, channels: torch.Tensor, chunk: int = 128
+) -> dict[str, torch.Tensor]:
+    """Mean and std (population) of ``channels`` over the valid steps; std 0 → 1. Sums in float64 over
+    chunks of ``chunk`` rows, so that no float32 or float64 copy of the whole ``data`` is made."""
+    s1 = torch.zeros(len(channels), dtype=torch.float64)
+    s2 = torch.zeros(len(channels), dtype=torch.float64)
+    count = 0
+    every = len(channels) == data.shape[-1] and bool((channels == torch.arange(data.shape[-1])).all())
+    for xs, ms in zip(data.split(chunk), mask.split(chunk), strict=True):
+        values = (xs if every else xs[..., channels])[ms].double()  # (valid steps, K)
+        s1 += values.sum(0)
+        s2 += values.square().sum(0)
+        count += values.shape[0]
+    if count == 0:
         raise ValueError("no valid training steps to compute normalisation statistics from")
-    mean = values.mean(0)
-    std = values.std(0, unbiased=False)
+    mean = s1 / count
+    std = (s2 / count - mean.square()).clamp_min(0.0).sqrt()
     std = torch.where(std > 1e-8, std, torch.ones_like(std))
     return {"channels": channels.long(), "mean": mean.float(), "std": std.float()}
 
 
 def apply_stats(data: torch.Tensor, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    out = data.float().clone()
+    """``(x − mean) / std`` on the state's channels, as a new float32 tensor (``data`` is untouched)."""
     ch = state["channels"].long()
+    out = data.to(torch.float32, copy=True)
+    if len(ch) == data.shape[-1] and bool((ch == torch.arange(data.shape[-1])).all()):
+        return out.sub_(state["mean"]).div_(state["std"])
     out[..., ch] = (out[..., ch] - state["mean"]) / state["std"]
     return out
 
@@ -139,3 +157,21 @@ def get_normalizer(name: str) -> Normalizer:
         return NORMALIZERS[name]
     except KeyError:
         raise ValueError(f"unknown normalizer {name!r}; registered: {sorted(NORMALIZERS)}") from None
+
+
+@dataclass(frozen=True)
+class FittedNormalizer:
+    """A normaliser with its fold statistics: what batches apply to their rows (and the checkpoint keeps)."""
+
+    name: str
+    state: Mapping[str, torch.Tensor]
+
+    def apply(self, data: torch.Tensor) -> torch.Tensor:
+        return get_normalizer(self.name).apply(data, self.state)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "state": dict(self.state)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> FittedNormalizer:
+        return cls(str(raw["name"]), dict(raw["state"]))

@@ -31,7 +31,7 @@ from omnifuse.formats.cohort import CohortMeta, CohortRef, read_cohort
 from omnifuse.formats.run import predictions_metadata, predictions_table, write_parquet
 from omnifuse.methods.base import ModelSpec
 from omnifuse.train.data import RunData, label_tensor
-from omnifuse.train.normalize import get_normalizer
+from omnifuse.train.normalize import FittedNormalizer
 
 log = logging.getLogger("omnifuse.train.predict")
 
@@ -122,13 +122,13 @@ def prediction_data(
     return data, has_labels
 
 
-def normalized_inputs(data: RunData, ckpt: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """The model inputs: ``data.x`` normalised with the fold statistics stored in the checkpoint."""
-    inputs = dict(data.x)
-    for m, entry in ckpt.get("normalizers", {}).items():
-        if m in inputs:
-            inputs[m] = get_normalizer(entry["name"]).apply(data.x[m].float(), entry["state"])
-    return inputs
+def checkpoint_normalizers(data: RunData, ckpt: Mapping[str, Any]) -> dict[str, FittedNormalizer]:
+    """The fold normalisers stored in the checkpoint, for the modalities of ``data``."""
+    return {
+        m: FittedNormalizer.from_dict(entry)
+        for m, entry in ckpt.get("normalizers", {}).items()
+        if m in data.modalities
+    }
 
 
 @torch.no_grad()
@@ -144,10 +144,11 @@ def predict(
     ckpt = load_checkpoint(checkpoint) if not isinstance(checkpoint, Mapping) else checkpoint
     model = model_from_checkpoint(ckpt).to(device)
     data, has_labels = prediction_data(ckpt, caches, cohort)
-    inputs = normalized_inputs(data, ckpt)
+    normalizers = checkpoint_normalizers(data, ckpt)
+    trim = model.encoders.length_invariant()
     probs, heads, head_mask, imputed, observed = [], [], [], [], []
     for part in torch.arange(len(data)).split(batch_size):
-        batch = data.batch(part, inputs, targets=False, labels=False, device=device)
+        batch = data.batch(part, normalizers, targets=False, labels=False, device=device, trim=trim)
         out_b = model(batch)
         probs.append(model.task.probs(out_b.logits).float().cpu())
         observed.append(batch.observed.cpu())

@@ -153,7 +153,7 @@ def test_refresh_uses_a_subset_of_training_rows_and_all_of_them_at_fraction_one(
     idx = torch.arange(len(data))
     cfg = TrainConfig(batch_size=16)
     train_idx = idx[data.folds != 0]
-    ctx = FitContext(data, data.x, train_idx, idx[:0], idx[:0], idx[data.folds == 0], cfg,
+    ctx = FitContext(data, {}, train_idx, idx[:0], idx[:0], idx[data.folds == 0], cfg,
                      torch.device("cpu"), torch.Generator().manual_seed(0))  # fmt: skip
     sp = ModelSpec(data.modalities, data.inputs, data.shapes, "binary", 1)
     torch.manual_seed(0)
@@ -162,7 +162,7 @@ def test_refresh_uses_a_subset_of_training_rows_and_all_of_them_at_fraction_one(
     model.on_epoch_start(ctx)
     assert model.training and model.has_prototypes
     with torch.no_grad():
-        b = data.batch(train_idx, data.x)
+        b = data.batch(train_idx)
         z = model.encoders(b.x, b.mask)
     y = data.y[train_idx, 0].long()
     for i in range(2):

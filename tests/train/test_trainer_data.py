@@ -71,12 +71,12 @@ def test_fold_statistics_come_from_the_training_part_only(tmp_path):
     cohort, caches = make_toy_run(tmp_path, spec)
     data = load_run_data(cohort, caches)
     train_idx = np.flatnonzero(data.folds != 0)
-    _, states = fit_normalizers(data, train_idx, TrainConfig())
+    states = fit_normalizers(data, train_idx, TrainConfig())
     data.x["ehr"][torch.as_tensor(np.flatnonzero(data.folds == 0))] = 1000.0  # test fold changes
-    _, again = fit_normalizers(data, train_idx, TrainConfig())
-    torch.testing.assert_close(states["ehr"]["state"]["mean"], again["ehr"]["state"]["mean"])
-    assert states["ehr"]["name"] == "ehr_zscore" and states["cxr"]["name"] == "zscore"
-    _, none = fit_normalizers(data, train_idx, TrainConfig(normalize=("ehr=none",)))
+    again = fit_normalizers(data, train_idx, TrainConfig())
+    torch.testing.assert_close(states["ehr"].state["mean"], again["ehr"].state["mean"])
+    assert states["ehr"].name == "ehr_zscore" and states["cxr"].name == "zscore"
+    none = fit_normalizers(data, train_idx, TrainConfig(normalize=("ehr=none",)))
     assert none == {}  # no "*" entry: the other modalities stay as extracted
 
 
@@ -92,8 +92,9 @@ def test_a_registered_normalizer_replaces_the_builtin(tmp_path, monkeypatch):
     register_normalizer("ehr_zscore", Half())
     cohort, caches = make_toy_run(tmp_path, ToySpec(n=40, shapes={"ehr": (3, 2), "cxr": (1, 2)}))
     data = load_run_data(cohort, caches)
-    inputs, _ = fit_normalizers(data, np.arange(20), TrainConfig())
-    torch.testing.assert_close(inputs["ehr"], data.x["ehr"].float() * 0.5)
+    normalizers = fit_normalizers(data, np.arange(20), TrainConfig())
+    batch = data.batch(torch.arange(len(data)), normalizers, targets=True)
+    torch.testing.assert_close(batch.x["ehr"], data.x["ehr"].float() * 0.5)
 
 
 def test_availability_is_cohort_flag_and_cache_presence(tmp_path):
