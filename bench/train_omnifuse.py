@@ -32,7 +32,7 @@ from omnifuse.methods import ABLATIONS  # noqa: E402
 from omnifuse.methods.registry import build_method  # noqa: E402
 from omnifuse.synth.toy import ToySpec, make_toy_run  # noqa: E402
 from omnifuse.train import load_run_data, resolve_configs, train  # noqa: E402
-from omnifuse.train.loop import fit_normalizers  # noqa: E402
+from omnifuse.train.loop import fit_normalizers, make_optimizer, resolve_precision  # noqa: E402
 
 DEMO = REPO / "results" / "mimic"
 
@@ -75,15 +75,18 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
 
 
-def time_step(model, batch, optimizer, what: str, repeats: int = 5) -> float:
-    """Seconds per forward+backward of the encoders only, or of the whole model (+ optimizer step)."""
+def time_step(model, batch, optimizer, what: str, autocast, repeats: int = 5) -> float:
+    """Seconds per forward+backward of the encoders only, or of the whole model (+ optimizer step), in
+    the trainer's precision (``autocast``)."""
 
     def once():
         optimizer.zero_grad(set_to_none=True)
-        if what == "encoders":
-            model.encoders(batch.x, batch.mask).sum().backward()
-        else:
-            model(batch).loss.backward()
+        with autocast():
+            loss = (
+                model.encoders(batch.x, batch.mask).float().sum() if what == "encoders" else model(batch).loss
+            )
+        loss.backward()
+        if what != "encoders":
             optimizer.step()
 
     once()
@@ -93,9 +96,11 @@ def time_step(model, batch, optimizer, what: str, repeats: int = 5) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def step_breakdown(cohort, caches, row: str, threads: int, batch_size: int) -> dict[str, float]:
-    tcfg, mcfg = resolve_configs("omnifuse", {**ABLATIONS[row], "threads": threads})
+def step_breakdown(cohort, caches, row: str, threads: int, batch_size: int, extra=()) -> dict[str, float]:
+    overrides = [f"method.{k}={str(v).lower()}" for k, v in ABLATIONS[row].items()]
+    tcfg, mcfg = resolve_configs("omnifuse", [*overrides, f"train.threads={threads}", *extra])
     torch.set_num_threads(threads)
+    precision = resolve_precision(tcfg, torch.device("cpu"))
     data = load_run_data(cohort, caches, None, with_targets=True)
     idx = torch.arange(min(batch_size, len(data)))
     from omnifuse.methods.base import ModelSpec
@@ -105,18 +110,31 @@ def step_breakdown(cohort, caches, row: str, threads: int, batch_size: int) -> d
     model = build_method("omnifuse", spec, mcfg).train()
     normalizers = fit_normalizers(data, idx.numpy(), tcfg)
     batch = data.batch(idx, normalizers, targets=True, trim=model.encoders.length_invariant())
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    enc = time_step(model, batch, opt, "encoders")
-    full = time_step(model, batch, opt, "full")
+    opt = make_optimizer(model, tcfg)
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    enc = time_step(model, batch, opt, "encoders", autocast)
+    full = time_step(model, batch, opt, "full", autocast)
     per_modality = {}
     for m in data.modalities:
         x, mask = batch.x[m], batch.mask[m]
-        model.encoders.encode(m, x, mask).sum().backward()
+
+        def encode_backward(m=m, x=x, mask=mask):
+            with autocast():
+                out = model.encoders.encode(m, x, mask)
+            out.float().sum().backward()
+
+        encode_backward()
         t0 = time.perf_counter()
         for _ in range(3):
-            model.encoders.encode(m, x, mask).sum().backward()
+            encode_backward()
         per_modality[m] = (time.perf_counter() - t0) / 3
-    return {"encoders_s": enc, "full_step_s": full, "per_modality_s": per_modality, "batch": len(idx)}
+    return {
+        "encoders_s": enc, "full_step_s": full, "per_modality_s": per_modality, "batch": len(idx),
+        "precision": precision,
+    }  # fmt: skip
 
 
 def run_row(
@@ -188,7 +206,7 @@ def main() -> int:
                 root / "runs",
                 args.set,
             )
-            res["step"] = step_breakdown(cohort, caches, row, args.threads, 64)
+            res["step"] = step_breakdown(cohort, caches, row, args.threads, 64, args.set)
             res["overrides"] = list(args.set)
             report["rows"].append(res)
             enc_share = res["step"]["encoders_s"] / res["step"]["full_step_s"]
@@ -209,7 +227,7 @@ def main() -> int:
             )
             per = ", ".join(f"{m} {1000 * t:.0f} ms" for m, t in res["step"]["per_modality_s"].items())
             print(
-                f"  one batch of {res['step']['batch']}: "
+                f"  one batch of {res['step']['batch']} ({res['step']['precision']}): "
                 f"full step {1000 * res['step']['full_step_s']:.0f} ms, "
                 f"encoders {1000 * res['step']['encoders_s']:.0f} ms ({per})"
             )
