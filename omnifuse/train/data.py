@@ -146,9 +146,9 @@ class RunData:
                 steps = int(self.lengths(m)[idx].max()) if len(idx) else 1
                 source, valid = source[:, :steps], valid[:, :steps]
             x = source.index_select(0, idx)
-            x = normalizers[m].apply(x) if m in normalizers else x.float()
-            if not targets:
-                x = x * observed[:, j].view(-1, 1, 1).to(x.dtype)
+            x = (normalizers[m].apply(x) if m in normalizers else x).float()
+            if not targets and not bool(observed[:, j].all()):
+                x[~observed[:, j]] = 0  # x is this batch's own copy
             mask = valid.index_select(0, idx)
             if m in trim:
                 mask[~mask.any(1)] = True  # a row without data: an all-valid zero input, as in the cache

@@ -71,9 +71,10 @@ def channel_stats(
 def apply_stats(data: torch.Tensor, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """``(x − mean) / std`` on the state's channels, as a new float32 tensor (``data`` is untouched)."""
     ch = state["channels"].long()
-    out = data.to(torch.float32, copy=True)
     if len(ch) == data.shape[-1] and bool((ch == torch.arange(data.shape[-1])).all()):
-        return out.sub_(state["mean"]).div_(state["std"])
+        # one pass converts and subtracts (float16 - float32 computes in float32), one divides in place
+        return torch.sub(data, state["mean"].float()).div_(state["std"])
+    out = data.to(torch.float32, copy=True)
     out[..., ch] = (out[..., ch] - state["mean"]) / state["std"]
     return out
 
