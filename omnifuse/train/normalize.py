@@ -26,7 +26,7 @@ Statistics are over the valid steps; a channel with zero variance keeps std 1.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,21 +49,27 @@ class Normalizer(Protocol):
 def channel_stats(
     data: torch.Tensor, mask: torch.Tensor, channels: torch.Tensor, chunk: int = 128
 ) -> dict[str, torch.Tensor]:
-    """Mean and std (population) of ``channels`` over the valid steps; std 0 → 1. Sums in float64 over
-    chunks of ``chunk`` rows, so that no float32 or float64 copy of the whole ``data`` is made."""
-    s1 = torch.zeros(len(channels), dtype=torch.float64)
-    s2 = torch.zeros(len(channels), dtype=torch.float64)
-    count = 0
+    """Mean and std (population) of ``channels`` over the valid steps; std 0 → 1. Two passes (the mean,
+    then the squared deviations from it, so that a constant channel has std exactly 0) in float64 over
+    chunks of ``chunk`` rows: no float32 or float64 copy of the whole ``data`` is made."""
     every = len(channels) == data.shape[-1] and bool((channels == torch.arange(data.shape[-1])).all())
-    for xs, ms in zip(data.split(chunk), mask.split(chunk), strict=True):
-        values = (xs if every else xs[..., channels])[ms].double()  # (valid steps, K)
-        s1 += values.sum(0)
-        s2 += values.square().sum(0)
+
+    def valid_values() -> Iterator[torch.Tensor]:
+        for xs, ms in zip(data.split(chunk), mask.split(chunk), strict=True):
+            yield (xs if every else xs[..., channels])[ms].double()  # (valid steps, K)
+
+    total = torch.zeros(len(channels), dtype=torch.float64)
+    count = 0
+    for values in valid_values():
+        total += values.sum(0)
         count += values.shape[0]
     if count == 0:
         raise ValueError("no valid training steps to compute normalisation statistics from")
-    mean = s1 / count
-    std = (s2 / count - mean.square()).clamp_min(0.0).sqrt()
+    mean = total / count
+    squares = torch.zeros_like(total)
+    for values in valid_values():
+        squares += (values - mean).square().sum(0)
+    std = (squares / count).sqrt()
     std = torch.where(std > 1e-8, std, torch.ones_like(std))
     return {"channels": channels.long(), "mean": mean.float(), "std": std.float()}
 

@@ -96,7 +96,7 @@ def test_per_batch_normalisation_equals_normalising_the_whole_cache(data):
 
 def test_statistics_in_chunks_equal_the_two_pass_statistics():
     g = torch.Generator().manual_seed(0)
-    x = (torch.randn(300, 7, 5, generator=g) * torch.tensor([1.0, 10.0, 0.1, 1e3, 0.0]) + 50).half()
+    x = (torch.randn(300, 7, 5, generator=g) * torch.tensor([1.0, 10.0, 0.1, 1e3, 0.0]) + 123.4).half()
     mask = torch.rand(300, 7, generator=g) > 0.3
     channels = torch.tensor([0, 1, 3, 4])
     state = channel_stats(x, mask, channels, chunk=16)
@@ -104,7 +104,7 @@ def test_statistics_in_chunks_equal_the_two_pass_statistics():
     std = values.std(0, unbiased=False)
     torch.testing.assert_close(state["mean"], values.mean(0).float())
     torch.testing.assert_close(state["std"], torch.where(std > 1e-8, std, torch.ones_like(std)).float())
-    assert state["std"][3] == 1.0  # a constant channel keeps std 1
+    assert state["std"][3] == 1.0  # a constant channel (at a value float16 cannot hold exactly) keeps std 1
     out = apply_stats(x, state)
     others = torch.tensor([2])
     torch.testing.assert_close(out[..., others], x[..., others].float(), rtol=0, atol=0)
@@ -120,3 +120,12 @@ def test_freed_memory_is_kept_where_glibc_allows_it():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert keep_freed_memory() is True
+
+
+@pytest.mark.parametrize("value", [123.4, 0.1, 3333.3, 140.2])
+def test_a_constant_channel_keeps_std_one_at_any_value(value):
+    x = torch.full((500, 3, 2), value, dtype=torch.float32)
+    x[..., 1] = torch.linspace(0, 1, 500).view(-1, 1)
+    state = channel_stats(x, torch.ones(500, 3, dtype=torch.bool), torch.arange(2), chunk=64)
+    assert state["std"][0] == 1.0 and state["mean"][0] == torch.tensor(value)
+    torch.testing.assert_close(apply_stats(x, state)[..., 0], torch.zeros(500, 3), rtol=0, atol=0)
