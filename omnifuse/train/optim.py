@@ -30,6 +30,10 @@ class FusedAdam:
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+        groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}  # one kernel call per group
+        for i, p in enumerate(self.params):
+            groups.setdefault((p.device, p.dtype), []).append(i)
+        self.groups = list(groups.values())
 
     @staticmethod
     def available() -> bool:
@@ -44,20 +48,17 @@ class FusedAdam:
 
     @torch.no_grad()
     def step(self) -> None:
-        todo = [i for i, p in enumerate(self.params) if p.grad is not None]
-        if not todo:
-            return
-        by_device: dict[tuple[torch.device, torch.dtype], list[int]] = {}
-        for i in todo:
-            by_device.setdefault((self.params[i].device, self.params[i].dtype), []).append(i)
-        for group in by_device.values():
-            steps = [self.steps[i] for i in group]
+        for group in self.groups:
+            todo = [i for i in group if self.params[i].grad is not None]
+            if not todo:
+                continue
+            steps = [self.steps[i] for i in todo]
             torch._foreach_add_(steps, 1)
             torch._fused_adam_(
-                [self.params[i] for i in group],
-                [self.params[i].grad for i in group],
-                [self.exp_avg[i] for i in group],
-                [self.exp_avg_sq[i] for i in group],
+                [self.params[i] for i in todo],
+                [self.params[i].grad for i in todo],
+                [self.exp_avg[i] for i in todo],
+                [self.exp_avg_sq[i] for i in todo],
                 [],
                 steps,
                 lr=self.lr,
