@@ -29,6 +29,11 @@ ENCODER_KINDS = ("lstm", "mlp", "attention", "transformer")
 # identical steps (e.g. a zero input) at any length: their batches may drop padding steps, and their
 # missing-modality placeholder is computed on a single zero step
 LENGTH_INVARIANT = ("mlp", "attention", "transformer")
+# oneDNN's bf16 LSTM on CPU splits the batch into blocks that divide its row count: a count with a large
+# prime factor (e.g. 509 training stays in one mining pass) falls back to narrow blocks, 2-4x slower per
+# row (docs/performance.md). Under CPU bf16 autocast the LSTM's batch is padded with zero rows to a
+# multiple of this; rows are independent, so the padding never reaches the real rows' outputs.
+BF16_LSTM_ROWS = 8
 
 
 def encoder_kind(modality: str, seq_len: int, token_encoder: str = "attention") -> str:
@@ -40,6 +45,15 @@ def encoder_kind(modality: str, seq_len: int, token_encoder: str = "attention") 
     if modality == "rep":
         return token_encoder
     return "attention"
+
+
+def cpu_bf16_autocast(x: torch.Tensor) -> bool:
+    """True when ``x`` is on the CPU and CPU autocast to bfloat16 is on."""
+    return (
+        x.device.type == "cpu"
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    )
 
 
 def last_valid_index(mask: torch.Tensor) -> torch.Tensor:
@@ -61,7 +75,13 @@ class LSTMEncoder(nn.Module):
         self.proj = nn.Identity() if hidden == out_dim else nn.Linear(hidden, out_dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(x * mask.unsqueeze(-1).to(x.dtype))
+        rows = x.shape[0]
+        x = x * mask.unsqueeze(-1).to(x.dtype)
+        pad = -rows % BF16_LSTM_ROWS if cpu_bf16_autocast(x) else 0
+        if pad:
+            x = torch.cat([x, x.new_zeros(pad, *x.shape[1:])])
+        out, _ = self.lstm(x)
+        out = out[:rows]
         idx = last_valid_index(mask).view(-1, 1, 1).expand(-1, 1, out.shape[-1])
         return self.proj(out.gather(1, idx).squeeze(1))
 

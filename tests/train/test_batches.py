@@ -129,3 +129,24 @@ def test_a_constant_channel_keeps_std_one_at_any_value(value):
     state = channel_stats(x, torch.ones(500, 3, dtype=torch.bool), torch.arange(2), chunk=64)
     assert state["std"][0] == 1.0 and state["mean"][0] == torch.tensor(value)
     torch.testing.assert_close(apply_stats(x, state)[..., 0], torch.zeros(500, 3), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("rows", [1, 61, 509])
+def test_bf16_lstm_batches_are_padded_to_whole_blocks_without_changing_a_row(rows, monkeypatch):
+    from omnifuse.nn import encoders
+
+    torch.manual_seed(0)
+    enc = encoders.LSTMEncoder(5, 8, hidden=16, layers=2).eval()
+    x, mask = torch.randn(rows, 6, 5), torch.rand(rows, 6) > 0.3
+    mask[:, 0] = True
+    seen: list[int] = []
+    enc.lstm.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[0]))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        padded = enc(x, mask)
+        monkeypatch.setattr(encoders, "BF16_LSTM_ROWS", 1)
+        plain = enc(x, mask)
+    assert seen[0] % 8 == 0 and seen[0] - rows < 8 and seen[1] == rows
+    assert padded.shape == (rows, 8) and torch.equal(padded, plain)
+    seen.clear()
+    enc(x, mask)  # fp32: no padding
+    assert seen == [rows]
