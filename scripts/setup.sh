@@ -24,10 +24,16 @@ fi
 
 echo "setup: installing the OmniFuse environment into $VENV (first time: a few minutes, ~6 GB)" >&2
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+# pip byte-compiles what it installs on one core (torch's thousands of modules: ~50 s here); compileall
+# does the same on every core. Compiled up front because an environment may forbid writing bytecode at
+# import time (PYTHONDONTWRITEBYTECODE), which would make every job compile torch again (~4 s each).
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
-"${pip[@]}" install -q -r requirements.txt
-"${pip[@]}" install -q --no-deps -r requirements-nodeps.txt
-"${pip[@]}" install -q --no-deps --no-build-isolation -e .
+"${pip[@]}" install -q --no-compile -r requirements.txt
+"${pip[@]}" install -q --no-compile --no-deps -r requirements-nodeps.txt
+"${pip[@]}" install -q --no-compile --no-deps --no-build-isolation -e .
+site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+# torch ships a test module in Python 3.12 syntax that 3.11 cannot compile (rc 1); pip skips it too
+"$VENV/bin/python" -m compileall -q -j 0 "$site" >/dev/null 2>&1 || true
 "$VENV/bin/python" -c "import omnifuse, torch, torchvision, snakemake, polars, h5py, transformers"
 echo "$want" > "$stamp"
 echo "setup: done" >&2
