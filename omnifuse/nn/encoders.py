@@ -29,11 +29,20 @@ ENCODER_KINDS = ("lstm", "mlp", "attention", "transformer")
 # identical steps (e.g. a zero input) at any length: their batches may drop padding steps, and their
 # missing-modality placeholder is computed on a single zero step
 LENGTH_INVARIANT = ("mlp", "attention", "transformer")
-# oneDNN's bf16 LSTM on CPU splits the batch into blocks that divide its row count: a count with a large
-# prime factor (e.g. 509 training stays in one mining pass) falls back to narrow blocks, 2-4x slower per
-# row (docs/performance.md). Under CPU bf16 autocast the LSTM's batch is padded with zero rows to a
-# multiple of this; rows are independent, so the padding never reaches the real rows' outputs.
-BF16_LSTM_ROWS = 8
+# oneDNN's bf16 LSTM on CPU works on blocks of rows that divide the batch: a row count without a divisor
+# of 8-16 (a prime such as 509, the training stays of one TLA mining pass, or 2 x 31) gets narrow
+# blocks, 1.5-4x slower per row (measured: docs/performance.md). Under CPU bf16 autocast the batch is
+# padded with zero rows up to the next count that has one; rows are independent, so the padding never
+# reaches the real rows' outputs. A training batch of 64 plus the placeholder row (65 = 5 x 13) stays.
+BF16_LSTM_BLOCKS = range(8, 17)
+
+
+def bf16_lstm_rows(rows: int) -> int:
+    """The row count a CPU bf16 LSTM batch of ``rows`` is padded to (see ``BF16_LSTM_BLOCKS``)."""
+    n = rows
+    while not any(n % b == 0 for b in BF16_LSTM_BLOCKS):
+        n += 1
+    return n
 
 
 def encoder_kind(modality: str, seq_len: int, token_encoder: str = "attention") -> str:
@@ -77,7 +86,7 @@ class LSTMEncoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         rows = x.shape[0]
         x = x * mask.unsqueeze(-1).to(x.dtype)
-        pad = -rows % BF16_LSTM_ROWS if cpu_bf16_autocast(x) else 0
+        pad = bf16_lstm_rows(rows) - rows if cpu_bf16_autocast(x) else 0
         if pad:
             x = torch.cat([x, x.new_zeros(pad, *x.shape[1:])])
         out, _ = self.lstm(x)

@@ -34,7 +34,7 @@ class TrainConfig:
     lr: float = 1e-3  # Adam learning rate
     weight_decay: float = 0.0  # Adam weight decay
     batch_size: int = 64  # training batch size
-    eval_batch_size: int = 512  # batch size for validation, TLA mining and prediction
+    eval_batch_size: int = 64  # validation, TLA mining, prediction (CPU: small is faster)
     max_epochs: int = 50  # upper bound on training epochs
     patience: int = 5  # early stopping: epochs without a better inner-validation score
     val_fraction: float = 0.1  # inner validation: this fraction of the training fold's patients

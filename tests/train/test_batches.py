@@ -131,8 +131,8 @@ def test_a_constant_channel_keeps_std_one_at_any_value(value):
     torch.testing.assert_close(apply_stats(x, state)[..., 0], torch.zeros(500, 3), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("rows", [1, 61, 509])
-def test_bf16_lstm_batches_are_padded_to_whole_blocks_without_changing_a_row(rows, monkeypatch):
+@pytest.mark.parametrize(("rows", "padded"), [(1, 8), (61, 63), (65, 65), (509, 510)])
+def test_bf16_lstm_batches_are_padded_to_whole_blocks_without_changing_a_row(rows, padded, monkeypatch):
     from omnifuse.nn import encoders
 
     torch.manual_seed(0)
@@ -142,11 +142,11 @@ def test_bf16_lstm_batches_are_padded_to_whole_blocks_without_changing_a_row(row
     seen: list[int] = []
     enc.lstm.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[0]))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        padded = enc(x, mask)
-        monkeypatch.setattr(encoders, "BF16_LSTM_ROWS", 1)
+        out = enc(x, mask)
+        monkeypatch.setattr(encoders, "BF16_LSTM_BLOCKS", range(1, 2))  # every count qualifies
         plain = enc(x, mask)
-    assert seen[0] % 8 == 0 and seen[0] - rows < 8 and seen[1] == rows
-    assert padded.shape == (rows, 8) and torch.equal(padded, plain)
+    assert seen == [padded, rows]
+    assert out.shape == (rows, 8) and torch.equal(out, plain)
     seen.clear()
-    enc(x, mask)  # fp32: no padding
+    enc(x, mask)  # fp32: never padded
     assert seen == [rows]
