@@ -34,6 +34,8 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
 site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 # torch ships a test module in Python 3.12 syntax that 3.11 cannot compile (rc 1); pip skips it too
 "$VENV/bin/python" -m compileall -q -j 0 "$site" >/dev/null 2>&1 || true
+# this package too (0.13 -> 0.04 s of every job's start); an edited module is recompiled in memory
+"$VENV/bin/python" -m compileall -q -j 0 omnifuse >/dev/null
 "$VENV/bin/python" -c "import omnifuse, torch, torchvision, snakemake, polars, h5py, transformers"
 echo "$want" > "$stamp"
 echo "setup: done" >&2

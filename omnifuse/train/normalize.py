@@ -80,7 +80,7 @@ def apply_stats(data: torch.Tensor, state: Mapping[str, torch.Tensor]) -> torch.
     out = data.to(torch.float32, copy=True)  # a vectorised conversion: float16 − float32 in one mixed-
     # dtype op takes the element-wise casting path, 2.5x slower than converting first (same bits)
     if len(ch) == data.shape[-1] and bool((ch == torch.arange(data.shape[-1])).all()):
-        return out.sub_(state["mean"]).div_(state["std"])
+        return out.sub_(state["mean"].float()).div_(state["std"].float())
     out[..., ch] = (out[..., ch] - state["mean"]) / state["std"]
     return out
 
