@@ -10,6 +10,7 @@ import torch
 from omnifuse.features.runtime import keep_freed_memory
 from omnifuse.methods.base import ModelSpec
 from omnifuse.methods.registry import build_method
+from omnifuse.nn import encoders
 from omnifuse.nn.encoders import ModalityEncoders
 from omnifuse.synth.toy import ToySpec, make_toy_run
 from omnifuse.train.config import TrainConfig
@@ -133,8 +134,6 @@ def test_a_constant_channel_keeps_std_one_at_any_value(value):
 
 @pytest.mark.parametrize(("rows", "padded"), [(1, 8), (61, 63), (65, 65), (509, 510)])
 def test_bf16_lstm_batches_are_padded_to_whole_blocks_without_changing_a_row(rows, padded, monkeypatch):
-    from omnifuse.nn import encoders
-
     torch.manual_seed(0)
     enc = encoders.LSTMEncoder(5, 8, hidden=16, layers=2).eval()
     x, mask = torch.randn(rows, 6, 5), torch.rand(rows, 6) > 0.3
