@@ -1,8 +1,6 @@
 """``python -m omnifuse`` is the ``omnifuse`` command (used by the workflow: no PATH assumptions)."""
 
-import sys
-
-from omnifuse.cli import main
+from omnifuse.cli import run
 
 if __name__ == "__main__":  # guarded: spawn-based worker pools re-import this module
-    sys.exit(main())
+    run()

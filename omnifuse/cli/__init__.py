@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -103,5 +104,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+# Commands whose process ends without the interpreter's teardown (module and library finalisation),
+# which takes ~0.4 s once torch is imported: 8-13 % of the demo's short training jobs (120 per demo).
+# They have closed every file they wrote when they return; the log handlers and streams are flushed.
+FAST_EXIT = frozenset({"train"})
+
+
+def run() -> None:
+    """The ``omnifuse`` command (and ``python -m omnifuse``): :func:`main`, then the process exits."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if next((a for a in argv if not a.startswith("-")), None) in FAST_EXIT:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

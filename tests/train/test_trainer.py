@@ -389,3 +389,31 @@ def test_train_help_lists_every_registered_method_and_ablation(capsys):
     for name in METHODS:
         assert name in text, name
     assert "{" + ",".join(sorted(ABLATIONS)) + "}" in text
+
+
+def test_train_command_ends_without_teardown_yet_loses_no_output(tmp_path):
+    """``omnifuse train`` leaves by ``os._exit`` (cli.FAST_EXIT): its result line, written to a file
+    (as the workflow redirects it), its log and every fold's outputs are complete; errors keep status 2."""
+    import os
+    import subprocess
+    import sys
+
+    cohort, caches = make_toy_run(tmp_path / "toy", ToySpec(n=120, shapes={"cxr": (1, 16)}, seed=3))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "omnifuse", "train", "--cohort", str(cohort), "--method", "concat",
+           "--cache", f"cxr={caches['cxr']}", "--out", str(out), "--folds", "0", "1",
+           *FAST, "train.max_epochs=2", *SMALL]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout to a file: buffered
+    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
+        done = subprocess.run(cmd, stdout=stdout, stderr=stderr, env=env, check=False)
+    assert done.returncode == 0, (tmp_path / "stderr").read_text()
+    line = json.loads((tmp_path / "stdout").read_text())
+    assert line["folds"] == [0, 1]
+    assert f"wrote {out / 'fold1'}" in (tmp_path / "stderr").read_text()
+    assert json.loads((out / "summary.json").read_text())["auroc"] == line["auroc"]
+    for k in (0, 1):
+        assert len(pl.read_parquet(out / f"fold{k}" / "predictions.parquet")) > 0
+        assert torch.load(out / f"fold{k}" / "checkpoint.pt", weights_only=False)["fold"] == k
+    missing = [f"cxr={tmp_path / 'missing.h5'}" if a == f"cxr={caches['cxr']}" else a for a in cmd]
+    bad = subprocess.run(missing, capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "missing.h5" in bad.stderr
