@@ -36,9 +36,10 @@ def test_stage2_schemas_are_generated_from_the_dataclasses():
 
 def test_shipped_configs_validate_and_typos_are_rejected():
     demo = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
-    assert demo["train"]["max_epochs"] == 10 and demo["train"]["lr"] == 0.001  # default filled in
+    assert demo["train"]["max_epochs"] == 10 and demo["train"]["batch_size"] == 64  # default filled in
     assert demo["methods"]["omnifuse"]["k"] == 5 and demo["methods"]["omnifuse"]["cra_hidden"] == 64
     assert demo["experiments"]["table3"]["reference"] == "omnifuse-b"
+    raw_demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     for name in ("mimic.yaml", "lung.yaml"):  # merged over the demo, as --configfile does
         raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
         real = validate_config(_merge(raw, yaml.safe_load((REPO / "config" / name).read_text())))
@@ -46,6 +47,14 @@ def test_shipped_configs_validate_and_typos_are_rejected():
         assert real["features"]["image"]["weights"] == "imagenet"
         assert real["methods"]["omnifuse"]["cra_hidden"] == 256
         assert len(real["experiments"]["missing"]["rates"]) == 9
+        # every training value the demo shrinks or changes is set again for real data
+        shipped = yaml.safe_load((REPO / "config" / name).read_text())
+        for section in ("train", "encoders", "methods"):
+            for key in _leaves(raw_demo[section]):
+                assert key in set(_leaves(shipped[section])), (
+                    f"{name}: {section}.{key} keeps the demo's value"
+                )
+        assert real["train"]["lr"] == 0.001 and real["train"]["precision"] == "auto"
     for bad, word in (
         ({"train": {"max_epoch": 3}}, "max_epoch"),
         ({"methods": {"omnifuse": {"lambda4": 1}}}, "lambda4"),
@@ -56,6 +65,14 @@ def test_shipped_configs_validate_and_typos_are_rejected():
     ):
         with pytest.raises(Exception, match=word):
             validate_config(bad)
+
+
+def _leaves(tree: dict, prefix: str = "") -> list[str]:
+    """Dotted keys of a nested mapping's leaves."""
+    out: list[str] = []
+    for key, value in tree.items():
+        out += _leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    return out
 
 
 def _merge(base: dict, extra: dict) -> dict:
