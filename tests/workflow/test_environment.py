@@ -41,7 +41,7 @@ def test_nodeps_packages_are_installed_without_dependencies():
 def test_pyproject_declares_python_and_entry_point():
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert meta["requires-python"] == ">=3.11"
-    assert meta["scripts"]["omnifuse"] == "omnifuse.cli:main"
+    assert meta["scripts"]["omnifuse"] == "omnifuse.cli:run"  # main(), then the process exits
     declared = {re.split(r"[<>=!~ ]", d)[0] for d in meta["dependencies"]}
     pinned = {p.split("==")[0] for p in _pins("requirements.txt")}
     assert declared <= pinned, declared - pinned
