@@ -84,9 +84,14 @@ def error_line(exc: BaseException) -> str:
     return text
 
 
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (its first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in argv if not a.startswith("-")), None)
+    command = command_of(argv)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     setup_logging(args.verbose or args.debug)
@@ -114,7 +119,7 @@ def run() -> None:
     """The ``omnifuse`` command (and ``python -m omnifuse``): :func:`main`, then the process exits."""
     argv = sys.argv[1:]
     code = main(argv)
-    if next((a for a in argv if not a.startswith("-")), None) in FAST_EXIT:
+    if command_of(argv) in FAST_EXIT:
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
