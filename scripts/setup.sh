@@ -22,14 +22,57 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/python"
   exit 0
 fi
 
-echo "setup: installing the OmniFuse environment into $VENV (first time: a few minutes, ~6 GB)" >&2
+echo "setup: installing the OmniFuse environment into $VENV (first time: a minute or more, ~6 GB)" >&2
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-# pip byte-compiles what it installs on one core (torch's thousands of modules: ~50 s here); compileall
-# does the same on every core. Compiled up front because an environment may forbid writing bytecode at
-# import time (PYTHONDONTWRITEBYTECODE), which would make every job compile torch again (~4 s each).
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
-"${pip[@]}" install -q --no-compile -r requirements.txt
-"${pip[@]}" install -q --no-compile --no-deps -r requirements-nodeps.txt
+
+# The pinned packages (~6 GB unpacked, most of it torch's CUDA libraries) are installed by uv, which
+# unpacks and links wheels in parallel: 20 s here against pip's 100 s for the same versions. uv is
+# pinned and itself comes from the package index (~2 s). It does not read pip's configuration, so the
+# indexes pip is configured with (index-url, extra-index-url, find-links, constraint; config files and
+# PIP_* variables) are handed to it, and like pip it takes the best version across all of them
+# (unsafe-best-match: a local mirror may hold only some versions of a package). OMNIFUSE_INSTALLER=pip,
+# or a uv that cannot be installed, falls back to pip alone.
+UV_VERSION=0.13.9
+uv_index_args() {
+  local line key val item
+  declare -A seen=()
+  while IFS= read -r line; do
+    key=${line%%=*}; key=${key##*.}
+    val=${line#*=}; val=${val#\'}; val=${val%\'}
+    case "$key" in
+      index-url | extra-index-url | find-links | constraint) ;;
+      *) continue ;;
+    esac
+    for item in $val; do
+      [ -n "${seen[$key $item]:-}" ] && continue
+      seen[$key $item]=1
+      if [ "$key" = constraint ]; then
+        [ -f "$item" ] && printf '%s\n' --constraint "$item"
+      else
+        printf '%s\n' "--$key" "$item"
+      fi
+    done
+  done < <("${pip[@]}" config list 2>/dev/null)
+}
+installer=${OMNIFUSE_INSTALLER:-uv}
+if [ "$installer" = uv ] && ! "${pip[@]}" install -q "uv==$UV_VERSION" >/dev/null 2>&1; then
+  echo "setup: uv $UV_VERSION could not be installed; installing with pip (slower)" >&2
+  installer=pip
+fi
+# pip byte-compiles what it installs on one core (torch's thousands of modules: ~50 s here), uv not at
+# all; compileall below does it on every core. Compiled up front because an environment may forbid
+# writing bytecode at import time (PYTHONDONTWRITEBYTECODE), which would make every job compile torch
+# again (~4 s each).
+if [ "$installer" = uv ]; then
+  mapfile -t index_args < <(uv_index_args)
+  uv=("$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --index-strategy unsafe-best-match)
+  "${uv[@]}" "${index_args[@]}" -r requirements.txt
+  "${uv[@]}" "${index_args[@]}" --no-deps -r requirements-nodeps.txt
+else
+  "${pip[@]}" install -q --no-compile -r requirements.txt
+  "${pip[@]}" install -q --no-compile --no-deps -r requirements-nodeps.txt
+fi
 "${pip[@]}" install -q --no-compile --no-deps --no-build-isolation -e .
 site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 # torch ships a test module in Python 3.12 syntax that 3.11 cannot compile (rc 1); pip skips it too
