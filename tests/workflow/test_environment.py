@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 
 import yaml
@@ -57,3 +58,36 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_the_test_one():
     makefile = (REPO / "Makefile").read_text()
     assert re.search(r"^test: setup( test-deps)?\n\t.*pytest", makefile, re.M)
     assert re.search(r"^demo: setup\n\t.*snakemake", makefile, re.M)
+
+
+def _uv_index_args(pip_config: str, tmp_path) -> list[str]:
+    """``uv_index_args`` of scripts/setup.sh, with ``pip config list`` printing ``pip_config``."""
+    setup = (REPO / "scripts/setup.sh").read_text()
+    function = re.search(r"^uv_index_args\(\) \{\n.*?^\}\n", setup, re.M | re.S).group(0)
+    listing = tmp_path / "pip-config.txt"
+    listing.write_text(pip_config)
+    script = f'{function}\npip=(fake_pip)\nfake_pip() {{ cat "{listing}"; }}\nuv_index_args\n'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()
+
+
+def test_uv_gets_the_package_indexes_pip_is_configured_with(tmp_path):
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("torch<=2.14.1\n")
+    config = (
+        "global.index-url='https://mirror.example/simple'\n"
+        "global.extra-index-url='file:///opt/a/simple file:///opt/b/simple'\n"
+        f"global.constraint='{constraints}'\n"
+        "install.constraint='/nonexistent/constraints.txt'\n"
+        "global.find-links='/opt/wheels'\n"
+        ":env:.find-links='/opt/wheels'\n"
+        "global.timeout='60'\n"
+    )
+    assert _uv_index_args(config, tmp_path) == [
+        "--index-url", "https://mirror.example/simple",
+        "--extra-index-url", "file:///opt/a/simple",  # pip's order kept: uv asks earlier indexes first
+        "--extra-index-url", "file:///opt/b/simple",
+        "--constraint", str(constraints),  # a constraint file that does not exist is left out
+        "--find-links", "/opt/wheels",  # once, though pip lists it from a file and the environment
+    ]  # fmt: skip
+    assert _uv_index_args("", tmp_path) == []  # no pip configuration: uv's default index (PyPI)
