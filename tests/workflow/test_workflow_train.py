@@ -54,6 +54,8 @@ def test_shipped_configs_validate_and_typos_are_rejected():
             for key in _leaves(raw_demo[section]):
                 assert key in restated, f"{name}: {section}.{key} keeps the demo's value"
         assert real["train"]["lr"] == 0.001 and real["train"]["precision"] == "auto"
+        # the demo's one-thread extraction jobs suit its small cohorts, not real data
+        assert real["features"]["threads"] == 2 and real["features"]["num_workers"] == -1
     for bad, word in (
         ({"train": {"max_epoch": 3}}, "max_epoch"),
         ({"methods": {"omnifuse": {"lambda4": 1}}}, "lambda4"),
