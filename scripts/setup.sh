@@ -56,7 +56,7 @@ uv_index_args() {
   done < <("${pip[@]}" config list 2>/dev/null)
 }
 installer=${OMNIFUSE_INSTALLER:-uv}
-if [ "$installer" = uv ] && ! "${pip[@]}" install -q "uv==$UV_VERSION" >/dev/null 2>&1; then
+if [ "$installer" = uv ] && ! "${pip[@]}" install -q --retries 0 --timeout 15 "uv==$UV_VERSION" >/dev/null 2>&1; then
   echo "setup: uv $UV_VERSION could not be installed; installing with pip (slower)" >&2
   installer=pip
 fi
