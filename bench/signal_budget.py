@@ -18,9 +18,9 @@ trainer's metric, ``omnifuse.metrics.auroc``). The logistic regressions are L2-r
 objective, fitted for all labels at once by L-BFGS); C is chosen on the training folds only
 (leave-one-training-fold-out), so no test fold ever informs a choice.
 
-(c) standardises the image and token caches per fold with the built-in ``zscore`` normaliser
-(``train.normalize=[ehr=ehr_zscore,<m>=zscore]``), as the demo will once the trainer standardises
-them by default; drop ``--normalize`` (set it to ``default``) once that is the case.
+(c) normalises its input as every training run does by default (``train.normalize``: the EHR's
+continuous channels and every channel of the image and token caches z-scored with statistics of the
+fold's training part).
 
     .venv/bin/python bench/signal_budget.py                          # every dataset and task, (a)-(c)
     .venv/bin/python bench/signal_budget.py --datasets mimic --tasks ihm --no-train
@@ -65,7 +65,6 @@ PAPER = {
 # dataset kind -> generator module under omnifuse.synth
 GENERATORS = {"mimic": "mimic", "manifest": "lung"}
 DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0)
-NORMALIZE = "ehr=ehr_zscore,cxr=zscore,rep=zscore,ct=zscore,pet=zscore"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -129,8 +128,15 @@ def _train_targets(y: np.ndarray, kind: str) -> np.ndarray:
 
 
 def _score(y: np.ndarray, scores: np.ndarray, kind: str) -> float:
+    """AUROC of linear scores. Multi-class: of the softmax probabilities, as the trainer scores its
+    models; one-vs-rest on the raw class scores would rank by another quantity (a class's score is not
+    monotone in its probability)."""
+    from scipy.special import softmax
+
     from omnifuse.metrics import auroc
 
+    if kind == "multiclass":
+        return auroc(y, softmax(scores, axis=1), kind)
     return auroc(y if kind != "binary" else y.reshape(-1), scores if kind != "binary" else scores[:, 0], kind)
 
 
@@ -245,15 +251,12 @@ def trained(
     caches: Mapping[str, Path],
     modality: str,
     config: Mapping[str, Any],
-    normalize: str,
     extra: Sequence[str],
     workers: int,
 ) -> dict[str, Any]:
     from omnifuse.train import train
 
     train_cfg = dict(config["train"])
-    if normalize != "default":
-        train_cfg["normalize"] = [item for item in normalize.split(",") if item]
     with tempfile.TemporaryDirectory(prefix="signal-budget-") as tmp:
         t0 = time.perf_counter()
         summary = train(
@@ -311,7 +314,7 @@ def budget_task(
         xb = pooled(data.x[m].float().numpy(), data.mask[m].numpy())
         row["pooled"], row["pooled_c"] = lr_fold_aurocs(xb, y, folds, kind, args.cs)
         if args.train:
-            run = trained(cohort, caches, m, config, args.normalize, args.set, args.workers)
+            run = trained(cohort, caches, m, config, args.set, args.workers)
             row["trained"], row["train_wall_s"], row["epochs"] = run["folds"], run["wall_s"], run["epochs"]
         row["paper"] = PAPER.get((task, m), "")
         rows.append(row)
@@ -408,10 +411,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--no-train", dest="train", action="store_false", help="skip (c), the trained model")
     parser.add_argument("--workers", type=int, default=1, help="folds trained in parallel processes for (c)")
-    parser.add_argument(
-        "--normalize", default=NORMALIZE,
-        help="train.normalize for (c), comma-separated modality=normaliser; 'default' keeps the trainer's",
-    )  # fmt: skip
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides for (c)")
     parser.add_argument(
         "--cs", nargs="*", type=float, default=list(DEFAULT_CS), help="grid of C for (a), (b)"
