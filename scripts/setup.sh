@@ -31,8 +31,8 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
 # pinned and itself comes from the package index (~2 s). It does not read pip's configuration, so the
 # indexes pip is configured with (index-url, extra-index-url, find-links, constraint; config files and
 # PIP_* variables) are handed to it, and like pip it takes the best version across all of them
-# (unsafe-best-match: a local mirror may hold only some versions of a package). OMNIFUSE_INSTALLER=pip,
-# or a uv that cannot be installed, falls back to pip alone.
+# (unsafe-best-match: a local mirror may hold only some versions of a package). With
+# OMNIFUSE_INSTALLER=pip, or when uv cannot be installed or fails, pip does the work alone.
 UV_VERSION=0.13.9
 uv_index_args() {
   local line key val item
@@ -67,9 +67,13 @@ fi
 if [ "$installer" = uv ]; then
   mapfile -t index_args < <(uv_index_args)
   uv=("$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --index-strategy unsafe-best-match)
-  "${uv[@]}" "${index_args[@]}" -r requirements.txt
-  "${uv[@]}" "${index_args[@]}" --no-deps -r requirements-nodeps.txt
-else
+  if ! { "${uv[@]}" "${index_args[@]}" -r requirements.txt &&
+    "${uv[@]}" "${index_args[@]}" --no-deps -r requirements-nodeps.txt; }; then
+    echo "setup: uv could not install the packages (above); installing with pip" >&2
+    installer=pip
+  fi
+fi
+if [ "$installer" = pip ]; then
   "${pip[@]}" install -q --no-compile -r requirements.txt
   "${pip[@]}" install -q --no-compile --no-deps -r requirements-nodeps.txt
 fi
