@@ -39,7 +39,8 @@ uv_index_args() {
   declare -A seen=()
   while IFS= read -r line; do
     key=${line%%=*}; key=${key##*.}
-    val=${line#*=}; val=${val#\'}; val=${val%\'}
+    val=${line#*=}; val=${val#[\'\"]}; val=${val%[\'\"]}
+    val=${val//\\n/ }  # pip prints values with repr(): a multi-line list has literal \n between items
     case "$key" in
       index-url | extra-index-url | find-links | constraint) ;;
       *) continue ;;

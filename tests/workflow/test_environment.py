@@ -76,7 +76,7 @@ def test_uv_gets_the_package_indexes_pip_is_configured_with(tmp_path):
     constraints.write_text("torch<=2.14.1\n")
     config = (
         "global.index-url='https://mirror.example/simple'\n"
-        "global.extra-index-url='file:///opt/a/simple file:///opt/b/simple'\n"
+        "global.extra-index-url='\\nfile:///opt/a/simple\\nfile:///opt/b/simple'\n"  # pip.conf, one per line
         f"global.constraint='{constraints}'\n"
         "install.constraint='/nonexistent/constraints.txt'\n"
         "global.find-links='/opt/wheels'\n"
