@@ -65,18 +65,17 @@ fi
 # all; compileall below does it on every core. Compiled up front because an environment may forbid
 # writing bytecode at import time (PYTHONDONTWRITEBYTECODE), which would make every job compile torch
 # again (~4 s each).
+install_pinned() { "$@" -r requirements.txt && "$@" --no-deps -r requirements-nodeps.txt; }
 if [ "$installer" = uv ]; then
   mapfile -t index_args < <(uv_index_args)
   uv=("$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --index-strategy unsafe-best-match)
-  if ! { "${uv[@]}" "${index_args[@]}" -r requirements.txt &&
-    "${uv[@]}" "${index_args[@]}" --no-deps -r requirements-nodeps.txt; }; then
+  if ! install_pinned "${uv[@]}" "${index_args[@]}"; then
     echo "setup: uv could not install the packages (above); installing with pip" >&2
     installer=pip
   fi
 fi
 if [ "$installer" = pip ]; then
-  "${pip[@]}" install -q --no-compile -r requirements.txt
-  "${pip[@]}" install -q --no-compile --no-deps -r requirements-nodeps.txt
+  install_pinned "${pip[@]}" install -q --no-compile
 fi
 "${pip[@]}" install -q --no-compile --no-deps --no-build-isolation -e .
 site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
