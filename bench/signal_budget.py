@@ -437,6 +437,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.tasks and task not in args.tasks:
                 continue
             rows.extend(budget_task(name, task, ds, args.results, latents, args, config))
+    if not rows:
+        print("signal_budget: nothing to report (no dataset, task and modality with a cohort and its caches "
+              f"under {args.results}; see the lines above)", file=sys.stderr)
+        return 1
     print(table(rows, args.markdown))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=float) + "\n")

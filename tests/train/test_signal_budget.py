@@ -63,3 +63,10 @@ def test_binary_scores_match_scikit_learn(budget):
     binary = (y == 2).astype(np.int8)
     ours, _ = budget.lr_fold_aurocs(x, binary, folds, "binary", [0.1])
     assert np.allclose(ours, _sklearn_fold_aurocs(x, binary, folds, 0.1), atol=2e-3)
+
+
+def test_nothing_to_report_is_an_error_not_a_traceback(budget, tmp_path, capsys):
+    """Without a cohort and its caches (the features were not built) the script says so and fails."""
+    assert budget.main(["--results", str(tmp_path), "--no-train"]) == 1
+    err = capsys.readouterr().err
+    assert "skipped, missing" in err and "nothing to report" in err
