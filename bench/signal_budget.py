@@ -438,8 +438,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             rows.extend(budget_task(name, task, ds, args.results, latents, args, config))
     if not rows:
-        print("signal_budget: nothing to report (no dataset, task and modality with a cohort and its caches "
-              f"under {args.results}; see the lines above)", file=sys.stderr)
+        print(
+            "signal_budget: nothing to report (no dataset, task and modality with a cohort and its caches "
+            f"under {args.results}; see the lines above)",
+            file=sys.stderr,
+        )
         return 1
     print(table(rows, args.markdown))
     if args.json:
