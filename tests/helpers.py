@@ -32,6 +32,7 @@ from omnifuse.formats.cohort import CohortMeta, write_cohort
 from omnifuse.formats.run import Run, history_frame, summarize_run, write_json, write_parquet
 from omnifuse.synth.lung import LungSynthConfig, generate_lung
 from omnifuse.synth.mimic import MimicSynthConfig, generate_mimic
+from omnifuse.workflow.checks import check_task_training
 
 # ---- paths and sample data
 
@@ -129,6 +130,7 @@ def validate_config(config: dict) -> dict:
             validate(config[section], str(SCHEMAS / f"{section}.schema.yaml"))
     for dataset in config["datasets"].values():
         validate(dataset, str(SCHEMAS / "dataset.schema.yaml"))
+    check_task_training(config, SCHEMAS)
     return config
 
 

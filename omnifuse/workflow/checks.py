@@ -4,6 +4,9 @@
   (``--config 'synthetic={"mimic": {"options": {"n_stays": 500}}}'`` gives ``"500"``: Snakemake reads
   them with YAML's base loader); they are converted to the type the schema gives the key (integer,
   number, boolean, null), so that such overrides validate like the same values in a YAML file.
+* :func:`check_task_training`: the per-task trainer settings of a dataset (``datasets.<name>.train.<task>``)
+  use keys of the ``train`` section, and the ``train`` section with them applied still validates against
+  ``train.schema.yaml``.
 * :func:`check_data_paths`: every data path the enabled datasets read must exist, with the layout its
   reader needs (a MIMIC-IV root has ``hosp/`` or ``core/`` and ``icu/``, ...), else one error lists
   each offending key and path. A path inside an enabled synthetic generator's output is fine before
@@ -104,9 +107,40 @@ def coerce_config(config: dict[str, Any], schemas: str | Path) -> None:
         if schema is not None:
             config[section] = coerce(config[section], schema)
     dataset_schema = _schema(folder, "dataset")
+    train_schema = _schema(folder, "train")
     if dataset_schema is not None and isinstance(config.get("datasets"), dict):
         for name, entry in config["datasets"].items():
-            config["datasets"][name] = coerce(entry, dataset_schema)
+            entry = coerce(entry, dataset_schema)
+            if train_schema is not None and isinstance(entry, dict) and isinstance(entry.get("train"), dict):
+                entry["train"] = {task: coerce(value, train_schema) for task, value in entry["train"].items()}
+            config["datasets"][name] = entry
+
+
+def check_task_training(config: Mapping[str, Any], schemas: str | Path) -> None:
+    """Raise a ``WorkflowError`` naming ``datasets.<name>.train.<task>[.<key>]`` where a per-task trainer
+    setting has a key the trainer does not know or a value its schema refuses (checked on the ``train``
+    section with the task's settings applied). Settings of a task the dataset does not run are checked
+    too, and unused (the dataset schema allows only task names)."""
+    import jsonschema
+
+    schema = _schema(Path(schemas), "train") or {}
+    known = set(schema.get("properties", {}))
+    problems: list[str] = []
+    for name, ds in config.get("datasets", {}).items():
+        for task, settings in (ds.get("train") or {}).items():
+            where = f"datasets.{name}.train.{task}"
+            unknown = sorted(set(settings) - known)
+            if unknown:
+                problems.append(
+                    f"{where}: unknown trainer settings {unknown} (the keys of the train section)"
+                )
+                continue
+            merged = {**config.get("train", {}), **settings}
+            for error in jsonschema.Draft202012Validator(schema).iter_errors(merged):
+                key = ".".join(str(p) for p in error.absolute_path)
+                problems.append(f"{where}.{key}: {error.message}")
+    if problems:
+        raise WorkflowError("config: " + "; ".join(problems))
 
 
 # ---- data paths

@@ -103,9 +103,9 @@ def train_settings(config: Mapping[str, Any], wildcards: Mapping[str, str]) -> d
     """``{"train": ..., "method": ...}``: every setting of one run (a rule param: what it holds is
     what reruns the job when it changes)."""
     run = run_of(wildcards)
-    _check_run(config, run)
+    ds = _check_run(config, run)
     method, fixed = variants()[run.variant]
-    train = dict(config["train"])
+    train = {**config["train"], **(ds.get("train") or {}).get(run.task, {})}  # the task's own settings win
     mode, rate = parse_setting(run.setting)
     if run.setting != COMPLETE:
         train.update(missing_rate=rate, missing_modality=mode)

@@ -15,8 +15,18 @@ import polars as pl
 import pytest
 import yaml
 
+from omnifuse.workflow.checks import coerce_config
 from omnifuse.workflow.runs import train_arguments, train_settings
-from tests.helpers import REPO, TINY, planned_caches, planned_jobs, snakemake, validate_config, write_config
+from tests.helpers import (
+    REPO,
+    SCHEMAS,
+    TINY,
+    planned_caches,
+    planned_jobs,
+    snakemake,
+    validate_config,
+    write_config,
+)
 
 ARTEFACTS = [
     "results/table2.csv",
@@ -48,11 +58,16 @@ def test_shipped_configs_validate_and_typos_are_rejected():
         assert real["features"]["image"]["weights"] == "imagenet"
         assert real["methods"]["omnifuse"]["cra_hidden"] == 256
         assert len(real["experiments"]["missing"]["rates"]) == 9
-        # every training value the demo shrinks or changes is set again for real data
+        # every training value the demo shrinks or changes is set again for real data, per task too
         for section in ("train", "encoders", "methods"):
             restated = set(_leaves(shipped[section]))
             for key in _leaves(raw_demo[section]):
                 assert key in restated, f"{name}: {section}.{key} keeps the demo's value"
+        for ds, entry in real["datasets"].items():
+            if entry.get("enabled", True):
+                restated = set(_leaves(shipped["datasets"][ds].get("train", {})))
+                for key in _leaves(raw_demo["datasets"][ds].get("train", {})):
+                    assert key in restated, f"{name}: datasets.{ds}.train.{key} keeps the demo's value"
         assert real["train"]["lr"] == 0.001 and real["train"]["precision"] == "auto"
         # the demo's one-thread extraction jobs suit its small cohorts, not real data
         assert real["features"]["threads"] == 2 and real["features"]["num_workers"] == -1
@@ -66,6 +81,24 @@ def test_shipped_configs_validate_and_typos_are_rejected():
     ):
         with pytest.raises(Exception, match=word):
             validate_config(bad)
+    for per_task, words in (  # a dataset's per-task trainer settings
+        (
+            {"pheno": {"max_epoch": 20}},
+            r"datasets\.mimic\.train\.pheno: unknown trainer settings \['max_epoch'\]",
+        ),
+        ({"pheno": {"max_epochs": "many"}}, r"datasets\.mimic\.train\.pheno\.max_epochs: 'many' is not"),
+        ({"phenotyping": {"max_epochs": 20}}, "phenotyping"),
+    ):
+        config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+        config["datasets"]["mimic"]["train"] = per_task
+        with pytest.raises(Exception, match=words):
+            validate_config(config)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["datasets"]["mimic"]["train"] = {"pheno": {"max_epochs": "20", "lr": "1e-3"}}  # as --config gives
+    coerce_config(config, SCHEMAS)
+    assert validate_config(config)["datasets"]["mimic"]["train"]["pheno"] == {"max_epochs": 20, "lr": 0.001}
+    config["datasets"]["mimic"]["tasks"] = ["ihm"]  # settings of a task not run: checked, unused
+    validate_config(config)
 
 
 def _leaves(tree: dict, prefix: str = "") -> list[str]:
@@ -109,6 +142,12 @@ def test_a_run_gets_its_own_method_settings_and_its_missingness():
     args = train_arguments(s2)
     assert "train.missing_rate=0.3" in args and "method.super_epoch=3" in args
     assert "train.normalize=ehr=ehr_zscore" in args
+    # the dataset's per-task trainer settings reach that task's runs only
+    pheno = train_settings(config, {**w2, "task": "pheno"})["train"]
+    assert config["datasets"]["mimic"]["train"]["pheno"] == {"max_epochs": 20, "patience": 5}
+    assert (pheno["max_epochs"], pheno["patience"], pheno["missing_rate"]) == (20, 5, 0.3)
+    assert (s2["train"]["max_epochs"], s2["train"]["patience"]) == (10, 3)
+    assert "train.max_epochs=20" in train_arguments({"train": pheno, "method": {}})
 
 
 def test_the_demo_plans_every_artefact_and_runs_once(tmp_path):
@@ -219,6 +258,14 @@ def test_tiny_pipeline_builds_every_artefact_and_reruns_only_what_changed(tmp_pa
     assert _dry(work) == {"train": gblend_runs, "table": 1, "all": 1}
     write_config(work, config)
     assert _dry(work) == {}
+    # a dataset's per-task trainer setting: that task's runs and what reads them
+    lung_runs = len(list((work / "results/lung/runs").glob("*/*/*/*/summary.json")))
+    per_task = tiny_config()
+    per_task["datasets"]["lung"]["train"] = {"subtype": {"patience": 7}}
+    write_config(work, per_task)
+    planned = _dry(work)
+    assert planned["train"] == lung_runs > 0 and set(planned) <= {"train", "table", "figure", "all"}
+    write_config(work, config)
     # editing that method's file: the same jobs
     snakefile = _edited_copy(tmp_path, "omnifuse/methods/gblend.py", "\n# edited\n")
     assert _dry(work, snakefile=snakefile) == {"train": gblend_runs, "table": 1, "all": 1}
