@@ -9,7 +9,8 @@ For every dataset, task and modality, side by side:
 (b) pooled   a standardised logistic regression on the pooled feature cache (the mean over the valid rows
              of a sequence cache: EHR time steps, report tokens; image caches have one row);
 (c) trained  the trained unimodal model (``omnifuse.train.train(..., method="unimodal", combo=m)``) with
-             the demo's ``train`` and ``encoders`` settings, 5-fold mean ± std.
+             the demo's ``train`` settings (with the dataset's ``train.<task>`` settings over them, as the
+             workflow's runs of that task) and ``encoders`` settings, 5-fold mean ± std.
 
 Every column uses the paired cohort (samples having every modality of the task: the tables'
 ``cohort_mode: paired``) and the cohort's own patient-level folds. AUROC is binary for IHM, the macro
@@ -251,12 +252,15 @@ def trained(
     caches: Mapping[str, Path],
     modality: str,
     config: Mapping[str, Any],
+    dataset: str,
+    task: str,
     extra: Sequence[str],
     workers: int,
 ) -> dict[str, Any]:
     from omnifuse.train import train
+    from omnifuse.workflow.runs import task_train
 
-    train_cfg = dict(config["train"])
+    train_cfg = task_train(config, dataset, task)  # what the workflow's runs of this task train with
     with tempfile.TemporaryDirectory(prefix="signal-budget-") as tmp:
         t0 = time.perf_counter()
         summary = train(
@@ -314,7 +318,7 @@ def budget_task(
         xb = pooled(data.x[m].float().numpy(), data.mask[m].numpy())
         row["pooled"], row["pooled_c"] = lr_fold_aurocs(xb, y, folds, kind, args.cs)
         if args.train:
-            run = trained(cohort, caches, m, config, args.set, args.workers)
+            run = trained(cohort, caches, m, config, dataset, task, args.set, args.workers)
             row["trained"], row["train_wall_s"], row["epochs"] = run["folds"], run["wall_s"], run["epochs"]
         row["paper"] = PAPER.get((task, m), "")
         rows.append(row)

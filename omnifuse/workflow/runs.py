@@ -99,13 +99,20 @@ def train_inputs(config: Mapping[str, Any], wildcards: Mapping[str, str]) -> dic
     return inputs
 
 
+def task_train(config: Mapping[str, Any], dataset: str, task: str) -> dict[str, Any]:
+    """The ``train`` section with the dataset's settings for ``task`` (``datasets.<name>.train.<task>``)
+    applied over it."""
+    per_task = (config["datasets"][dataset].get("train") or {}).get(task, {})
+    return {**config["train"], **per_task}
+
+
 def train_settings(config: Mapping[str, Any], wildcards: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """``{"train": ..., "method": ...}``: every setting of one run (a rule param: what it holds is
     what reruns the job when it changes)."""
     run = run_of(wildcards)
-    ds = _check_run(config, run)
+    _check_run(config, run)
     method, fixed = variants()[run.variant]
-    train = {**config["train"], **(ds.get("train") or {}).get(run.task, {})}  # the task's own settings win
+    train = task_train(config, run.dataset, run.task)
     mode, rate = parse_setting(run.setting)
     if run.setting != COMPLETE:
         train.update(missing_rate=rate, missing_modality=mode)
