@@ -22,6 +22,7 @@ rule ehr_events:
     wildcard_constraints:
         dataset="[^/]+",
     threads: 2
+    priority: STAGE1_PRIORITY
     params:
         path=lambda w: dataset(config, w.dataset)["ehr"]["path"],
         format=lambda w: dataset(config, w.dataset)["ehr"]["format"],
@@ -45,6 +46,7 @@ rule cohort:
         dataset="[^/]+",
         task="ihm|pheno|subtype",
     threads: 2
+    priority: STAGE1_PRIORITY
     params:
         flags=lambda w: cli_flags(stage0.cohort_options(config, w.dataset, w.task)),
         code=CODE["cohort"],
@@ -66,6 +68,7 @@ rule ehr_features:
         dataset="[^/]+",
         task="ihm|pheno",
     threads: 2
+    priority: STAGE1_PRIORITY
     params:
         flags=cli_flags(
             {k: EHR[k] for k in ("timestep", "max_hours", "dtype", "shard_size")}

@@ -21,3 +21,9 @@ try:
     CODE = job_hashes()
 except CodeError as exc:
     raise WorkflowError(str(exc)) from None
+
+
+# Generation, cohorts and feature caches go first whenever they are ready (training jobs have priority
+# 0): a bad input fails in the first minutes instead of after half of the training, and no two-thread
+# stage-1 job waits at the end for both cores while one of them idles.
+STAGE1_PRIORITY = 1

@@ -33,6 +33,7 @@ rule features:
         task="[^/]+",
         modality="|".join(INPUT_MODULES),
     threads: config["features"]["threads"]
+    priority: STAGE1_PRIORITY
     resources:
         gpu=FEATURE_GPU,
     params:

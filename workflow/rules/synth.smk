@@ -9,6 +9,7 @@ rule synth_mimic:
     benchmark:
         "benchmarks/synth/mimic.tsv"
     threads: 2
+    priority: STAGE1_PRIORITY
     params:
         flags=cli_flags(config["synthetic"]["mimic"]["options"]),
         code=CODE["synth/mimic"],
@@ -25,6 +26,7 @@ rule synth_lung:
     benchmark:
         "benchmarks/synth/lung.tsv"
     threads: 2
+    priority: STAGE1_PRIORITY
     params:
         flags=cli_flags(config["synthetic"]["lung"]["options"]),
         code=CODE["synth/lung"],
