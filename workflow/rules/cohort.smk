@@ -21,8 +21,8 @@ rule ehr_events:
         "benchmarks/ehr/{dataset}/events.tsv"
     wildcard_constraints:
         dataset="[^/]+",
-    threads: 2
     priority: STAGE1_PRIORITY
+    threads: 2
     params:
         path=lambda w: dataset(config, w.dataset)["ehr"]["path"],
         format=lambda w: dataset(config, w.dataset)["ehr"]["format"],
@@ -45,8 +45,8 @@ rule cohort:
     wildcard_constraints:
         dataset="[^/]+",
         task="ihm|pheno|subtype",
-    threads: 2
     priority: STAGE1_PRIORITY
+    threads: 2
     params:
         flags=lambda w: cli_flags(stage0.cohort_options(config, w.dataset, w.task)),
         code=CODE["cohort"],
@@ -67,8 +67,8 @@ rule ehr_features:
     wildcard_constraints:
         dataset="[^/]+",
         task="ihm|pheno",
-    threads: 2
     priority: STAGE1_PRIORITY
+    threads: 2
     params:
         flags=cli_flags(
             {k: EHR[k] for k in ("timestep", "max_hours", "dtype", "shard_size")}

@@ -32,8 +32,8 @@ rule features:
         dataset="[^/]+",
         task="[^/]+",
         modality="|".join(INPUT_MODULES),
-    threads: config["features"]["threads"]
     priority: STAGE1_PRIORITY
+    threads: config["features"]["threads"]
     resources:
         gpu=FEATURE_GPU,
     params:

@@ -8,8 +8,8 @@ rule synth_mimic:
         "logs/synth/mimic.log",
     benchmark:
         "benchmarks/synth/mimic.tsv"
-    threads: 2
     priority: STAGE1_PRIORITY
+    threads: 2
     params:
         flags=cli_flags(config["synthetic"]["mimic"]["options"]),
         code=CODE["synth/mimic"],
@@ -25,8 +25,8 @@ rule synth_lung:
         "logs/synth/lung.log",
     benchmark:
         "benchmarks/synth/lung.tsv"
-    threads: 2
     priority: STAGE1_PRIORITY
+    threads: 2
     params:
         flags=cli_flags(config["synthetic"]["lung"]["options"]),
         code=CODE["synth/lung"],
