@@ -119,6 +119,11 @@ class AttentionPool(nn.Module):
         self.score = nn.Sequential(nn.Linear(in_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            # cast once for both products: autocast would cast x again for the pooling product (a
+            # batch of report tokens, 64 x ~110 x 384 values, per cast); the same values either way
+            x = x.to(torch.get_autocast_dtype(device))
         scores = self.score(x).squeeze(-1).masked_fill(~mask, float("-inf"))
         weights = scores.softmax(-1)
         return torch.bmm(weights.unsqueeze(1), x).squeeze(1)

@@ -18,11 +18,13 @@ Modules: :mod:`.config` (TrainConfig, overrides), :mod:`.data` (cohort + caches 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import multiprocessing
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +94,39 @@ def write_fold_result(data: RunData, result: FoldResult, out_dir: Path) -> None:
     log.info("wrote %s", out_dir / f"fold{result.fold}")
 
 
+# the run data a fold worker loaded, kept for the next fold it trains (training never modifies it)
+_WORKER_DATA: dict[str, RunData] = {}
+
+
 def _fold_job(
     load_args: dict[str, Any], method: str, method_raw: dict, train_raw: dict, fold: int, out_dir: str
 ) -> None:
-    """One fold in a worker process (spawned: it loads the data itself)."""
+    """One fold in a worker process (spawned: it loads the data itself, once for all its folds)."""
     tcfg, mcfg = resolve_configs(method, train_config=train_raw, method_config=method_raw)
-    data = load_run_data(**load_args)
+    key = json.dumps(load_args, sort_keys=True)
+    if key not in _WORKER_DATA:
+        _WORKER_DATA.clear()
+        _WORKER_DATA[key] = load_run_data(**load_args)
+    data = _WORKER_DATA[key]
     write_fold_result(data, fit_fold(data, method, mcfg, tcfg, fold), Path(out_dir))
+
+
+def _worker_ready() -> None:
+    """Nothing: submitted once per worker so that the workers start (and import torch) while the
+    parent process is still reading the data."""
+
+
+def _fold_workers(workers: int, folds: Sequence[int] | None) -> ProcessPoolExecutor | None:
+    """The processes that train folds in parallel (None for one worker or one fold), started at once:
+    each imports torch (~2 s) while the caller reads the data."""
+    n = workers if folds is None else min(workers, len(folds))
+    if n < 2:
+        return None
+    spawn = multiprocessing.get_context("spawn")  # never fork a process that holds torch threads
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=spawn)
+    for _ in range(n):
+        pool.submit(_worker_ready)
+    return pool
 
 
 def resolve_configs(
@@ -150,64 +178,65 @@ def train(
     identical to a sequential run, and are read back from ``out_dir``, so ``"results"`` is empty)."""
     tcfg, mcfg = resolve_configs(method, overrides, config_file, train_config, method_config)
     cls = method_class(method)
-    if data is None:
-        data = load_run_data(
-            cohort,
-            caches,
-            combo,
-            with_targets=cls.uses_imputation_targets(mcfg),
-            cohort_mode=tcfg.cohort_mode,
-            missing_rate=tcfg.missing_rate,
-            missing_modality=tcfg.missing_modality,
-            missing_seed=tcfg.missing_seed,
-        )
-    fold_list = list(range(data.meta.n_folds)) if folds is None else [int(k) for k in folds]
-    bad = [k for k in fold_list if not 0 <= k < data.meta.n_folds]
-    if bad:
-        raise ValueError(f"folds {bad} are outside 0..{data.meta.n_folds - 1}")
-    config = {
-        "method": method,
-        "combo": combo_name(data.inputs),
-        "train": tcfg.to_dict(),
-        "method_config": mcfg.to_dict(),
-        "inputs": data.info.get("provenance", {}),  # the cohort and caches read (docs/design.md)
-        "host": host_info(),  # the machine that trained
-    }
-    t0 = time.perf_counter()
-    results: list[FoldResult] = []
-    if workers > 1 and len(fold_list) > 1:
-        if out_dir is None:
-            raise ValueError("parallel folds (workers > 1) write their results: give out_dir")
-        load_args = {
-            "cohort": str(cohort),
-            "caches": {m: str(p) for m, p in caches.items()},
-            "combo": list(data.inputs),
-            "with_targets": cls.uses_imputation_targets(mcfg),
-            "cohort_mode": tcfg.cohort_mode,
-            "missing_rate": tcfg.missing_rate,
-            "missing_modality": tcfg.missing_modality,
-            "missing_seed": tcfg.missing_seed,
+    pool = _fold_workers(workers, folds) if out_dir is not None else None
+    with pool or nullcontext():
+        if data is None:
+            data = load_run_data(
+                cohort,
+                caches,
+                combo,
+                with_targets=cls.uses_imputation_targets(mcfg),
+                cohort_mode=tcfg.cohort_mode,
+                missing_rate=tcfg.missing_rate,
+                missing_modality=tcfg.missing_modality,
+                missing_seed=tcfg.missing_seed,
+            )
+        fold_list = list(range(data.meta.n_folds)) if folds is None else [int(k) for k in folds]
+        bad = [k for k in fold_list if not 0 <= k < data.meta.n_folds]
+        if bad:
+            raise ValueError(f"folds {bad} are outside 0..{data.meta.n_folds - 1}")
+        config = {
+            "method": method,
+            "combo": combo_name(data.inputs),
+            "train": tcfg.to_dict(),
+            "method_config": mcfg.to_dict(),
+            "inputs": data.info.get("provenance", {}),  # the cohort and caches read (docs/design.md)
+            "host": host_info(),  # the machine that trained
         }
-        spawn = multiprocessing.get_context("spawn")  # never fork a process that holds torch threads
-        with ProcessPoolExecutor(max_workers=min(workers, len(fold_list)), mp_context=spawn) as pool:
+        t0 = time.perf_counter()
+        results: list[FoldResult] = []
+        if workers > 1 and len(fold_list) > 1:
+            if out_dir is None:
+                raise ValueError("parallel folds (workers > 1) write their results: give out_dir")
+            load_args = {
+                "cohort": str(cohort),
+                "caches": {m: str(p) for m, p in caches.items()},
+                "combo": list(data.inputs),
+                "with_targets": cls.uses_imputation_targets(mcfg),
+                "cohort_mode": tcfg.cohort_mode,
+                "missing_rate": tcfg.missing_rate,
+                "missing_modality": tcfg.missing_modality,
+                "missing_seed": tcfg.missing_seed,
+            }
+            assert pool is not None  # started above whenever workers > 1 and out_dir is given
             jobs = [
                 pool.submit(_fold_job, load_args, method, mcfg.to_dict(), tcfg.to_dict(), k, str(out_dir))
                 for k in fold_list
             ]
             for job in jobs:
                 job.result()
-    else:
-        for k in fold_list:
-            result = fit_fold(data, method, mcfg, tcfg, k)
-            results.append(result)
-            if out_dir is not None:
-                write_fold_result(data, result, Path(out_dir))
-    if out_dir is not None:
-        summary = summarize_run(out_dir, config)
-    else:
-        from omnifuse.metrics import summarize_folds
+        else:
+            for k in fold_list:
+                result = fit_fold(data, method, mcfg, tcfg, k)
+                results.append(result)
+                if out_dir is not None:
+                    write_fold_result(data, result, Path(out_dir))
+        if out_dir is not None:
+            summary = summarize_run(out_dir, config)
+        else:
+            from omnifuse.metrics import summarize_folds
 
-        summary = {**summarize_folds([r.metrics for r in results]), "folds": fold_list, **config}
-    summary["results"] = results
-    summary["run_wall_s"] = time.perf_counter() - t0
-    return summary
+            summary = {**summarize_folds([r.metrics for r in results]), "folds": fold_list, **config}
+        summary["results"] = results
+        summary["run_wall_s"] = time.perf_counter() - t0
+        return summary

@@ -149,3 +149,30 @@ def test_bf16_lstm_batches_are_padded_to_whole_blocks_without_changing_a_row(row
     seen.clear()
     enc(x, mask)  # fp32: never padded
     assert seen == [rows]
+
+
+def test_attention_pooling_casts_its_tokens_once_under_autocast_with_the_same_result():
+    """Under bf16 autocast the pool casts the (large) token batch once for both of its products; the
+    output and the gradients equal those of autocast's own per-product casts."""
+    torch.manual_seed(0)
+    pool = encoders.AttentionPool(6, 4)
+    x = torch.randn(5, 40, 6, requires_grad=True)
+    mask = torch.rand(5, 40) > 0.3
+    mask[:, 0] = True
+
+    def reference(x: torch.Tensor) -> torch.Tensor:  # each product casts x itself
+        scores = pool.score(x).squeeze(-1).masked_fill(~mask, float("-inf"))
+        return torch.bmm(scores.softmax(-1).unsqueeze(1), x).squeeze(1)
+
+    def token_casts(f) -> int:  # on a batch as the trainer builds it (autocast caches a leaf's casts)
+        with torch.profiler.profile(record_shapes=True) as prof, torch.autocast("cpu", dtype=torch.bfloat16):
+            f(x.detach())
+        return sum(e.name == "aten::_to_copy" and e.input_shapes[:1] == [[5, 40, 6]] for e in prof.events())
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, ref = pool(x, mask), reference(x)
+    assert out.dtype == ref.dtype == torch.bfloat16 and torch.equal(out, ref)
+    (g_out,) = torch.autograd.grad(out.float().sum(), x)
+    (g_ref,) = torch.autograd.grad(ref.float().sum(), x)
+    assert torch.equal(g_out, g_ref)
+    assert token_casts(lambda x: pool(x, mask)) == 1 and token_casts(reference) == 2

@@ -364,17 +364,26 @@ def test_fold_result_arrays_line_up(toy_runs):
 
 @pytest.mark.slow
 def test_parallel_folds_give_the_sequential_results(toy_runs, tmp_path):
+    """Three folds on two workers: one worker trains two folds on the data it loaded once."""
     cohort, caches = toy_runs["binary-M2"]
     extra = [*FAST, *OMNI_SMALL, "train.max_epochs=2"]
-    train(cohort, caches, "omnifuse", out_dir=tmp_path / "seq", folds=[0, 1], overrides=extra)
+    folds = [0, 1, 2]
+    train(cohort, caches, "omnifuse", out_dir=tmp_path / "seq", folds=folds, overrides=extra)
     summary = train(
-        cohort, caches, "omnifuse", out_dir=tmp_path / "par", folds=[0, 1], overrides=extra, workers=2
+        cohort, caches, "omnifuse", out_dir=tmp_path / "par", folds=folds, overrides=extra, workers=2
     )
-    assert summary["folds"] == [0, 1] and summary["results"] == []
-    for k in (0, 1):
+    assert summary["folds"] == folds and summary["results"] == []
+    for k in folds:
         a = pl.read_parquet(tmp_path / "seq" / f"fold{k}" / "predictions.parquet")
         b = pl.read_parquet(tmp_path / "par" / f"fold{k}" / "predictions.parquet")
         assert a.equals(b)
+
+
+def test_parallel_folds_report_a_bad_fold_and_stop_their_workers(toy_runs, tmp_path):
+    cohort, caches = toy_runs["binary-M2"]
+    with pytest.raises(ValueError, match=r"folds \[9\] are outside"):
+        train(cohort, caches, "concat", out_dir=tmp_path / "run", folds=[0, 9], overrides=FAST, workers=2)
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_help_lists_every_registered_method_and_ablation(capsys):
