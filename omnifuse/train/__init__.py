@@ -174,8 +174,9 @@ def train(
     under ``out_dir/fold{k}/`` and the run summary ``out_dir/summary.json`` (when ``out_dir`` is given).
     Returns the summary (with the fold results under ``"results"``).
 
-    ``workers`` > 1 trains folds in parallel processes (each with ``train.threads`` threads; results are
-    identical to a sequential run, and are read back from ``out_dir``, so ``"results"`` is empty)."""
+    ``workers`` > 1 trains folds in parallel processes (each with ``train.threads`` threads, started
+    before the data is read here, and reading it once for all the folds it trains; results are identical
+    to a sequential run, and are read back from ``out_dir``, so ``"results"`` is empty)."""
     tcfg, mcfg = resolve_configs(method, overrides, config_file, train_config, method_config)
     cls = method_class(method)
     pool = _fold_workers(workers, folds) if out_dir is not None else None
